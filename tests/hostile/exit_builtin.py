@@ -1,0 +1,2 @@
+print("exiting")
+exit(0)
