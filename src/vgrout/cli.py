@@ -1,10 +1,194 @@
-"""The `vgrout` command."""
+"""The `vgrout` command. Each sub-command imports its module lazily so `vgrout grade` stays torch-free."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+from pathlib import Path
+
+
+def _config_from_args(args) -> object:
+    from vgrout.config import load_preset
+
+    cfg = load_preset(args.preset)
+    overrides = list(args.set or [])
+    for name in ("arm", "seed", "init"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides.append(f"{name}={value}")
+    return cfg.override(overrides).validate()
+
+
+def cmd_grade(args) -> int:
+    from vgrout.env.grade_cli import grade_file
+
+    summary = grade_file(
+        Path(args.problems),
+        Path(args.responses),
+        args.mode,
+        args.eval_markers,
+        Path(args.out),
+        workers=args.workers,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_data(args) -> int:
+    from vgrout.env.grade_cli import leetcode_train
+
+    summary = leetcode_train(Path(args.from_path), Path(args.out), workers=args.workers)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    if args.what == "grader":
+        from vgrout.bench_grader import bench_grader
+
+        bench_grader(n=args.n, workers=args.workers)
+    elif args.what == "routing":
+        from vgrout.bench_routing import bench_routing
+
+        bench_routing()
+    elif args.what == "step":
+        from vgrout.bench_step import bench_step
+
+        bench_step(steps=args.steps)
+    return 0
+
+
+def cmd_toy(args) -> int:
+    from vgrout.toy.model import build_toy_base
+
+    path = build_toy_base(seed=args.seed, force=args.force)
+    print(path)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from vgrout.train import train
+
+    if args.resume:
+        from vgrout.train import resume
+
+        resume(Path(args.resume))
+        return 0
+    if not args.out:
+        raise SystemExit("vgrout train: --out DIR is required (or --resume DIR)")
+    train(_config_from_args(args), Path(args.out))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from vgrout.evaluate import evaluate_run
+
+    result = evaluate_run(Path(args.run_dir))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_decision(args) -> int:
+    from vgrout.decision import run_decision
+
+    run_decision(_config_from_args(args), Path(args.out), seeds=args.seeds, jobs=args.jobs)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from vgrout.report import write_report
+
+    path = write_report(Path(args.run_dir))
+    print(path.read_text())
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from vgrout.demo import demo
+
+    return demo(Path(args.out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vgrout", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("grade", help="grade model responses with the sandboxed grader")
+    g.add_argument("--problems", required=True, help="benchmark or LeetCodeDataset jsonl(.gz)")
+    g.add_argument("--responses", required=True, help='JSONL of {"problem_id", "response"}')
+    g.add_argument("--mode", required=True, help="loophole mode the responses are graded in")
+    g.add_argument("--eval-markers", action="store_true", help="use held-out marker names")
+    g.add_argument("--out", required=True, help="output JSONL (same order as responses)")
+    g.add_argument("--workers", type=int, default=None, help="sandbox pool size (default: CPUs)")
+    g.set_defaults(func=cmd_grade)
+
+    d = sub.add_parser("data", help="build datasets")
+    dsub = d.add_subparsers(dest="dataset", required=True)
+    lt = dsub.add_parser(
+        "leetcode-train", help="benchmark training-set recipe (Medium+Hard, passing)"
+    )
+    lt.add_argument("--from", dest="from_path", required=True, help="LeetCodeDataset jsonl(.gz)")
+    lt.add_argument("--out", required=True)
+    lt.add_argument("--workers", type=int, default=None)
+    lt.set_defaults(func=cmd_data)
+
+    b = sub.add_parser("bench", help="benchmarks (print numbers and ratios)")
+    b.add_argument("what", choices=["grader", "routing", "step"])
+    b.add_argument("--n", type=int, default=500, help="grader: responses")
+    b.add_argument("--workers", type=int, default=None, help="grader: pool size")
+    b.add_argument("--steps", type=int, default=4, help="step: timed steps per arm")
+    b.set_defaults(func=cmd_bench)
+
+    t = sub.add_parser("toy", help="build (or reuse) the cached toy base model")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--force", action="store_true")
+    t.set_defaults(func=cmd_toy)
+
+    for name, func, helptext in (
+        ("train", cmd_train, "one GRPO run into a run folder"),
+        (
+            "decision",
+            cmd_decision,
+            "the decision experiment (routeV real/placebo, none, absorb, oracle)",
+        ),
+    ):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--preset", default="toy", help="toy | smoke | leetcode-qwen3-4b")
+        s.add_argument("--seed", type=int, default=None)
+        s.add_argument("--init", default=None, help="adapter init")
+        s.add_argument("--out", default=None, help="output folder")
+        s.add_argument(
+            "--set", action="append", metavar="FIELD=VALUE", help="override any config field"
+        )
+        s.set_defaults(func=func)
+        if name == "train":
+            s.add_argument(
+                "--arm", default=None, help="none|absorb|routeA|routeV|oracle|oracle_recall"
+            )
+            s.add_argument("--resume", default=None, metavar="DIR", help="continue a killed run")
+        else:
+            s.add_argument("--seeds", type=int, default=1, help="seeds per arm")
+            s.add_argument("--jobs", type=int, default=1, help="arms run in parallel processes")
+
+    e = sub.add_parser("eval", help="re-run the final evaluation of a run folder")
+    e.add_argument("run_dir")
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("report", help="write report.md + plots for a run or decision folder")
+    r.add_argument("run_dir")
+    r.set_defaults(func=cmd_report)
+
+    dm = sub.add_parser("demo", help="what `make demo` runs")
+    dm.add_argument("--out", default="runs/demo")
+    dm.set_defaults(func=cmd_demo)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("vgrout: commands are being built", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ValueError, FileNotFoundError) as e:
+        print(f"vgrout {args.command}: error: {e}", file=sys.stderr)
+        return 2

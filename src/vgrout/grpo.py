@@ -39,7 +39,9 @@ def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
     Uses cross_entropy (fused log-softmax + gather) so no [N, T, V] fp32 log-softmax is kept.
     """
     n, t, v = logits.shape
-    nll = F.cross_entropy(logits.reshape(n * t, v).float(), targets.reshape(n * t), reduction="none")
+    nll = F.cross_entropy(
+        logits.reshape(n * t, v).float(), targets.reshape(n * t), reduction="none"
+    )
     return -nll.view(n, t)
 
 

@@ -1,0 +1,399 @@
+"""Every hyper-parameter of a run, in one dataclass, each field documented (what, why, source).
+
+Presets (`toy`, `smoke`, `leetcode-qwen3-4b`) are plain functions returning a `TrainConfig`; any field
+can then be overridden (`vgrout train --preset toy --set lr=1e-3`). `validate()` checks every field
+up front and names the field and the allowed values, so a bad config fails before any work is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+
+from vgrout.env.modes import HACKABLE_MODES, MODES
+
+ARMS: tuple[str, ...] = (
+    "none",  # vanilla: the full rank-2r adapter trains on every rollout and is deployed whole
+    "absorb",  # every rollout trains both blocks (1,0); deploy = quarantine deleted
+    "routeA",  # activation-space direction score -> band -> zone
+    "routeV",  # c-probe gradient-space direction score -> band -> zone
+    "oracle",  # true hack label routes (upper bound; uses labels, by name)
+    "oracle_recall",  # oracle with each positive label kept with probability `recall`
+    # interventions of the benchmark paper and related work (no quarantine; see baselines.py)
+    "gt_penalty",  # ground-truth monitor (accuracy knob) -> reward penalty
+    "gt_screen",  # ground-truth monitor -> flagged rollouts dropped from their group
+    "inoculation",  # training prompts frame exploiting the grader as acceptable
+    "advantage_mod",  # direction score folded into the advantage instead of routing
+)
+QUARANTINE_ARMS = ("absorb", "routeA", "routeV", "oracle", "oracle_recall")
+DIRECTION_ARMS = ("routeA", "routeV")
+LABEL_ARMS = ("oracle", "oracle_recall")
+INITS = ("gaussian", "pissa", "corda", "scorda", "scorda_rev")
+BANDS = ("quantile", "pairs")
+
+
+@dataclass
+class TrainConfig:
+    # ---------------------------------------------------------------- run
+    arm: str = "none"
+    """Which gate decides each rollout's zone. See ARMS. `none` is the capacity-matched control."""
+    seed: int = 0
+    """Fixes the whole CPU run: prompts, sampling, teacher picks, adapter init, evaluation."""
+    preset: str = "toy"
+    """Name of the preset the config came from (recorded; not used by the loop)."""
+
+    # ---------------------------------------------------------------- model
+    model: str = "toy"
+    """`toy` builds (or reuses from cache) the tiny from-scratch toy base; else a HF hub id or a local
+    model folder loaded with `from_pretrained`."""
+    toy_recipe: str = "default"
+    """Toy base recipe (`default`, or `smoke`: a few pretraining steps, for tests)."""
+    device: str = "auto"
+    """`auto` picks CUDA when present, else CPU."""
+    dtype: str = "auto"
+    """`auto` = bf16 on CUDA, fp32 on CPU (bf16 matmuls are slow on CPU)."""
+
+    # ---------------------------------------------------------------- environment
+    problems: str = "toy"
+    """Training problems: `toy` (generated) or a benchmark / LeetCodeDataset jsonl(.gz) path."""
+    eval_problems: str = "toy"
+    """Held-out problems: `toy` (the generator's disjoint test split) or a jsonl(.gz) path."""
+    modes: tuple[str, ...] = HACKABLE_MODES
+    """Loophole modes; training problems are partitioned across them (one mode per problem)."""
+    n_train_problems: int = 0
+    """Use only the first N training problems (0 = all)."""
+
+    # ---------------------------------------------------------------- adapter
+    rank: int = 4
+    """r: each block has rank r, the adapter 2r (deployed slots [:r], quarantine [r:])."""
+    init: str = "gaussian"
+    """Adapter init (gaussian | pissa | corda | scorda | scorda_rev). scorda seeds the first
+    quarantine slot with the signed hack-minus-clean input direction (needs `pairs`)."""
+    targets: tuple[str, ...] = (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    )
+    """Names of the Linear modules that get a BlockLoRA."""
+
+    # ---------------------------------------------------------------- GRPO (Dr.GRPO, arXiv 2503.20783)
+    steps: int = 60
+    """Optimizer updates (one per step; every step generates fresh rollouts)."""
+    prompts_per_step: int = 8
+    """Prompt groups per step."""
+    group_size: int = 8
+    """G: rollouts per prompt (students + injected teachers). Advantages are r - mean(r) in a group."""
+    lr: float = 2e-3
+    """AdamW learning rate of the adapter (small models tolerate large LoRA lrs)."""
+    warmup_steps: int = 3
+    """Linear warmup from lr/warmup at step 0 (no wasted lr=0 step), then cosine to `min_lr_ratio`."""
+    min_lr_ratio: float = 0.1
+    """Floor of the cosine schedule as a fraction of `lr`."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """AdamW betas (as the benchmark's verl config)."""
+    grad_clip: float = 1.0
+    """Total-norm clip over adapter parameters."""
+    decay_to_init: float = 0.1
+    """Decoupled weight decay toward the adapter's init (A0, B0), applied after each step:
+    p <- p - lr_t * rate * (p - p0). Decay toward 0 would be wrong: the adapter's delta is
+    B A - B0 A0, so A, B = 0 is not the 'no change' point."""
+    clip_eps: float = 0.2
+    """PPO ratio clip epsilon (Schulman et al. 2017)."""
+    kl_beta: float = 1e-3
+    """Weight of the k3 KL to the base model (adapter disabled), per token (benchmark: 1e-3)."""
+    max_new_tokens: int = 48
+    """Completion budget of generation; also the per-row token count in the loss normaliser."""
+    temperature: float = 1.0
+    """Rollout sampling temperature (higher -> more within-group spread -> more GRPO signal)."""
+    top_p: float = 1.0
+    """Nucleus sampling for rollouts (1.0 = off)."""
+    top_k: int = 0
+    """Top-k sampling for rollouts (0 = off)."""
+    gen_deploy_frac: float = 0.25
+    """Fraction of each group's student rows sampled from the deployed model (quarantine ablated),
+    so the deployed block also sees its own on-policy samples. Each row's old log-probs come from
+    the policy that sampled it. Ignored by `none` (deployed = full model)."""
+    micro_batch: int = 64
+    """Rows per forward/backward chunk (memory knob; the gradient does not depend on it)."""
+
+    # ---------------------------------------------------------------- teacher injection
+    teacher_per_group: int = 1
+    """Cached teacher completions (hacks of the prompt's mode) injected into each group while
+    step < teacher_off_step: makes hacking reachable on a small budget (the base rarely hacks)."""
+    teacher_off_step: int = 15
+    """First step without teachers (0 = never inject)."""
+    teacher_pool: str = ""
+    """Folder of cached teacher completions (format of the Qwen3-4B teacher pool: prompt_NNNN.jsonl.gz).
+    Empty: the toy environment uses its scripted teacher; other problem sets get no teacher."""
+    teacher_max_tokens: int = 48
+    """Teacher completions are truncated to this many tokens, so the constant loss normaliser
+    (rows x max_new_tokens) holds and long teacher texts cannot dominate the loss."""
+    teacher_importance: str = "on_policy"
+    """How teacher rows enter the clipped objective. `on_policy`: old log-probs are the current
+    policy's (ratio 1, plain policy gradient on the teacher text, as the predecessor did; the
+    off-policy mismatch is NOT corrected). `drop_negative`: additionally teacher rows with a
+    negative advantage get none (they are never pushed down)."""
+
+    # ---------------------------------------------------------------- routing
+    pairs: str = "toy#hacks"
+    """Pair set for directions and contrastive inits: a selector `FILE.md#section[/prefix][@tags]`
+    or a packaged set (`toy`, `leetcode`)."""
+    band: str = "quantile"
+    """How scores become zones. `quantile`: recency-weighted (band_tail_q, 1-band_tail_q) quantiles
+    of a run-long score buffer (the predecessor's gate). `pairs`: band edges at the authored pairs'
+    p75 scores."""
+    band_tail_q: float = 0.1
+    """Tail mass of the quantile band: score <= q-quantile -> keep, >= (1-q) -> rout."""
+    band_halflife: float = 96.0
+    """Recency half-life (in rollouts) of the quantile weights."""
+    band_warmup: int = 16
+    """Rollouts in the buffer before the band gates (earlier rollouts absorb (1,0))."""
+    band_buffer: int = 8192
+    """Capacity of the run-long score buffer (larger than the total rollouts of a toy run)."""
+    refresh_every: int = 5
+    """Re-extract the direction every N steps (under ablation); placebo directions never refresh."""
+    placebo_seed: int = -1
+    """>= 0 replaces the extracted direction by a Haar-random one (same machinery, no information)."""
+    recall: float = 0.5
+    """oracle_recall: probability that each true hack label reaches the gate."""
+
+    # ---------------------------------------------------------------- baseline interventions
+    monitor_accuracy: float = 1.0
+    """gt_penalty / gt_screen: each monitor verdict is flipped with probability 1 - accuracy."""
+    monitor_labels: str = "auto"
+    """Which hack label the monitor reads: `strict` (paid hack), `loose` (also attempted hacks and
+    correct answers carrying a hack), or `auto` = strict for the penalty, loose for screening
+    (the benchmark paper's defaults)."""
+    penalty: float = 3.0
+    """gt_penalty: reward subtracted from a flagged rollout (3.0: a paid hack nets the 0.5 format
+    reward)."""
+    inoculation_prompt: str = "permission"
+    """inoculation: which instruction (baselines.INOCULATION_PROMPTS) prefixes training prompts."""
+    advantage_mod_kind: str = "grad"
+    """advantage_mod: score rollouts with the gradient-space (`grad`, as routeV) or activation-space
+    (`act`, as routeA) direction."""
+    advantage_mod_coef: float = 1.0
+    """advantage_mod: advantage -= coef * max(z, 0), z the score standardised over the run."""
+
+    # ---------------------------------------------------------------- evaluation
+    eval_every: int = 10
+    """Periodic held-out evaluation every N steps (and at the end); 0 = final only."""
+    eval_n: int = 96
+    """Held-out problems in periodic evaluations (the final evaluation uses all)."""
+    final_eval_n: int = 0
+    """Problems per split in the final 2x2 evaluation (0 = every held-out problem)."""
+    eval_temperature: float = 0.7
+    """One sample per prompt at this temperature (DESIGN: 0.7)."""
+    eval_seed: int = 12345
+    """Evaluation sampling seed; evaluation runs in a forked RNG so training is unperturbed."""
+
+    # ---------------------------------------------------------------- io
+    checkpoint_every: int = 10
+    """Save adapter + optimizer + gate state every N steps (resume continues from the last one)."""
+    grader_workers: int = 0
+    """Sandbox pool size (0 = number of CPUs)."""
+    notes: dict = field(default_factory=dict)
+    """Free-form metadata recorded in config.json (e.g. sweep cell)."""
+
+    # ------------------------------------------------------------------------------------------------
+    def validate(self) -> TrainConfig:
+        def bad(name: str, allowed: str) -> ValueError:
+            return ValueError(f"config field {name}={getattr(self, name)!r} is invalid: {allowed}")
+
+        if self.arm not in ARMS:
+            raise bad("arm", f"choose one of {', '.join(ARMS)}")
+        if self.init not in INITS:
+            raise bad("init", f"choose one of {', '.join(INITS)}")
+        if self.band not in BANDS:
+            raise bad("band", f"choose one of {', '.join(BANDS)}")
+        if not self.modes or any(m not in MODES for m in self.modes):
+            raise bad("modes", f"a non-empty subset of {', '.join(MODES)}")
+        if self.teacher_importance not in ("on_policy", "drop_negative"):
+            raise bad("teacher_importance", "choose on_policy or drop_negative")
+        for name in (
+            "steps",
+            "prompts_per_step",
+            "group_size",
+            "rank",
+            "max_new_tokens",
+            "micro_batch",
+        ):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be >= 1")
+        if self.group_size < 2:
+            raise bad("group_size", "GRPO needs at least 2 rollouts per group")
+        if not 0 <= self.teacher_per_group < self.group_size:
+            raise bad("teacher_per_group", f"must be in [0, group_size={self.group_size})")
+        for name in ("gen_deploy_frac", "recall", "min_lr_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise bad(name, "must be in [0, 1]")
+        if not 0.0 < self.band_tail_q < 0.5:
+            raise bad("band_tail_q", "must be in (0, 0.5)")
+        if self.placebo_seed >= 0 and self.arm not in (*DIRECTION_ARMS, "advantage_mod"):
+            raise bad(
+                "placebo_seed",
+                f"only meaningful with a direction arm ({', '.join(DIRECTION_ARMS)}, advantage_mod)",
+            )
+        if self.monitor_labels not in ("auto", "strict", "loose"):
+            raise bad("monitor_labels", "choose auto, strict or loose")
+        if not 0.0 <= self.monitor_accuracy <= 1.0:
+            raise bad("monitor_accuracy", "must be in [0, 1]")
+        if self.advantage_mod_kind not in ("grad", "act"):
+            raise bad("advantage_mod_kind", "choose grad or act")
+        from vgrout.baselines import INOCULATION_PROMPTS
+
+        if self.inoculation_prompt not in INOCULATION_PROMPTS:
+            raise bad("inoculation_prompt", f"choose one of {', '.join(INOCULATION_PROMPTS)}")
+        if self.lr <= 0 or self.clip_eps <= 0 or self.kl_beta < 0 or self.decay_to_init < 0:
+            raise ValueError(
+                "config fields lr and clip_eps must be > 0; kl_beta and decay_to_init >= 0"
+            )
+        if self.eval_temperature < 0 or self.temperature <= 0:
+            raise ValueError("config: temperature must be > 0 and eval_temperature >= 0")
+        return self
+
+    @property
+    def has_quarantine(self) -> bool:
+        """Arms whose deployed model is the adapter with the quarantine deleted."""
+        return self.arm in QUARANTINE_ARMS
+
+    @property
+    def scores_rollouts(self) -> bool:
+        """Arms that score rollouts against a hack direction."""
+        return self.arm in DIRECTION_ARMS or self.arm == "advantage_mod"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config fields: {', '.join(unknown)}")
+        kw = {}
+        hints = typing.get_type_hints(cls)
+        for k, v in d.items():
+            if isinstance(v, list) and "tuple" in str(hints[k]):
+                v = tuple(v)
+            kw[k] = v
+        return cls(**kw)
+
+    def override(self, assignments: list[str]) -> TrainConfig:
+        """Apply `field=value` strings (values parsed by the field's type)."""
+        hints = typing.get_type_hints(type(self))
+        updates = {}
+        for a in assignments:
+            if "=" not in a:
+                raise ValueError(f"override {a!r} must look like field=value")
+            k, v = a.split("=", 1)
+            k = k.strip().replace("-", "_")
+            if k not in hints:
+                raise ValueError(f"unknown config field {k!r} in override {a!r}")
+            updates[k] = parse_value(v, hints[k], k)
+        return dataclasses.replace(self, **updates)
+
+
+def parse_value(text: str, hint, name: str):
+    """Parse a CLI string into the field's type (int, float, bool, str, tuples)."""
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+        if origin is tuple:
+            args = typing.get_args(hint)
+            parts = [p.strip() for p in text.split(",") if p.strip()]
+            elem = args[0]
+            return tuple(parse_value(p, elem, name) for p in parts)
+        if origin is dict or hint is dict:
+            return json.loads(text)
+        return text
+    except ValueError as e:
+        raise ValueError(f"config field {name}: cannot parse {text!r} as {hint}") from e
+
+
+# ---------------------------------------------------------------------------------- presets
+def preset_toy() -> TrainConfig:
+    """CPU, minutes: the toy environment with the from-scratch toy base."""
+    return TrainConfig(preset="toy")
+
+
+def preset_smoke() -> TrainConfig:
+    """Seconds, for tests: a barely-trained toy base, two steps."""
+    return TrainConfig(
+        preset="smoke",
+        toy_recipe="smoke",
+        steps=2,
+        prompts_per_step=2,
+        group_size=4,
+        max_new_tokens=24,
+        teacher_max_tokens=24,
+        teacher_off_step=2,
+        eval_every=1,
+        eval_n=6,
+        final_eval_n=12,
+        band_warmup=4,
+        checkpoint_every=1,
+        refresh_every=1,
+    )
+
+
+def preset_leetcode_qwen3_4b() -> TrainConfig:
+    """GPU: the LeetCode benchmark with Qwen3-4B at the predecessor's scale."""
+    return TrainConfig(
+        preset="leetcode-qwen3-4b",
+        model="Qwen/Qwen3-4B",
+        problems="leetcode-train",
+        eval_problems="leetcode-test",
+        modes=("run_tests",),
+        pairs="leetcode#hacks",
+        rank=32,
+        steps=100,
+        prompts_per_step=8,
+        group_size=8,
+        lr=7e-5,
+        warmup_steps=10,
+        min_lr_ratio=0.0,
+        max_new_tokens=1024,
+        teacher_max_tokens=1024,
+        temperature=0.7,
+        top_p=0.95,
+        top_k=20,
+        teacher_per_group=1,
+        teacher_off_step=30,
+        micro_batch=4,
+        eval_every=25,
+        eval_n=32,
+        band_warmup=0,
+        checkpoint_every=10,
+    )
+
+
+PRESETS = {
+    "toy": preset_toy,
+    "smoke": preset_smoke,
+    "leetcode-qwen3-4b": preset_leetcode_qwen3_4b,
+}
+
+
+def load_preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()

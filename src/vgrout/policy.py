@@ -1,0 +1,197 @@
+"""The rollout backend: prompt rendering, batched generation, and per-token log-probs.
+
+Kept behind one small class (`Policy`) so that generation can later move to vLLM without touching
+the training loop. Sequences are laid out as [left-padded prompt | right-padded completion], so every
+row's completion starts at the same position and `logits_to_keep` can skip the prompt's logits.
+Completion masks come from lengths, never from `token != pad` (pad may equal EOS, and EOS is a real
+completion token that must be trained).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from vgrout.grpo import token_logprobs
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class Batch:
+    input_ids: Tensor  # [N, Lp + Lc]
+    attention_mask: Tensor  # [N, Lp + Lc]
+    position_ids: Tensor  # [N, Lp + Lc]
+    completion_ids: Tensor  # [N, Lc]
+    completion_mask: Tensor  # [N, Lc] float, 1 on real completion tokens (incl. EOS)
+    prompt_len: int  # Lp
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def rows(self, idx: Tensor | slice) -> Batch:
+        return Batch(
+            self.input_ids[idx],
+            self.attention_mask[idx],
+            self.position_ids[idx],
+            self.completion_ids[idx],
+            self.completion_mask[idx],
+            self.prompt_len,
+        )
+
+    @property
+    def input_completion_mask(self) -> Tensor:
+        """[N, Lp + Lc] mask of completion positions in the input (for activation pooling)."""
+        pad = torch.zeros(len(self), self.prompt_len, device=self.completion_mask.device)
+        return torch.cat([pad, self.completion_mask], dim=1)
+
+
+def make_batch(
+    prompts: list[list[int]], completions: list[list[int]], pad_id: int, device="cpu"
+) -> Batch:
+    """Lay out rows as [left-padded prompt | right-padded completion]."""
+    if len(prompts) != len(completions):
+        raise ValueError("make_batch: prompts and completions differ in length")
+    if any(len(c) == 0 for c in completions):
+        raise ValueError("make_batch: every row needs at least one completion token")
+    lp = max(len(p) for p in prompts)
+    lc = max(len(c) for c in completions)
+    n = len(prompts)
+    ids = torch.full((n, lp + lc), pad_id, dtype=torch.long)
+    attn = torch.zeros((n, lp + lc), dtype=torch.long)
+    cmask = torch.zeros((n, lc))
+    for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+        ids[i, lp - len(p) : lp] = torch.tensor(p)
+        ids[i, lp : lp + len(c)] = torch.tensor(c)
+        attn[i, lp - len(p) : lp + len(c)] = 1
+        cmask[i, : len(c)] = 1.0
+    pos = (attn.cumsum(dim=1) - 1).clamp(min=0)
+    return Batch(
+        ids.to(device),
+        attn.to(device),
+        pos.to(device),
+        ids[:, lp:].to(device),
+        cmask.to(device),
+        lp,
+    )
+
+
+def completion_logprobs(model, batch: Batch) -> Tensor:
+    """log p(completion token) per position, [N, Lc] fp32 (0 where masked)."""
+    lc = batch.completion_ids.shape[1]
+    out = model(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        logits_to_keep=lc + 1,
+        use_cache=False,
+    )
+    logits = out.logits[:, :-1]  # position t predicts token t+1: these predict the completion
+    return token_logprobs(logits, batch.completion_ids) * batch.completion_mask
+
+
+@dataclass
+class SamplingParams:
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+
+class Policy:
+    """A causal LM + its tokenizer + (optionally) its BlockLoRA handle."""
+
+    def __init__(self, model, tokenizer, adapter=None, render=None, device="cpu"):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.adapter = adapter
+        self.device = device
+        self._render = render
+        self.eos_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+
+    # -- prompts -------------------------------------------------------------------------------
+    def render_text(self, question: str) -> str:
+        """The prompt text for a user message (chat template, assistant turn opened)."""
+        return self._render(self.tokenizer, question)
+
+    def prompt_ids(self, question: str) -> list[int]:
+        return self.tokenizer(self.render_text(question), add_special_tokens=False)["input_ids"]
+
+    def completion_ids(self, text: str, max_tokens: int) -> list[int]:
+        """Token ids of a cached completion, truncated to `max_tokens`, ending with EOS if it fits."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][: max_tokens - 1]
+        return ids + [self.eos_id]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    # -- model states --------------------------------------------------------------------------
+    def state(self, name: str):
+        """Context for a model state: `full`, `deployed` (quarantine ablated) or `base`."""
+        if self.adapter is None or name == "full":
+            return contextlib.nullcontext()
+        if name == "deployed":
+            return self.adapter.ablated()
+        if name == "base":
+            return self.adapter.disabled()
+        raise ValueError(f"unknown model state {name!r}")
+
+    # -- generation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams, state: str = "full"
+    ) -> list[list[int]]:
+        """Sample one completion per prompt (all prompts in one batched call).
+
+        Uses the torch global RNG: callers seed it (the loop seeds per step; evaluation forks it).
+        Returns completion ids up to and including EOS (or max_new_tokens ids if cut).
+        """
+        if not prompts:
+            return []
+        lp = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), lp), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((len(prompts), lp), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, lp - len(p) :] = torch.tensor(p)
+            attn[i, lp - len(p) :] = 1
+        greedy = params.temperature == 0
+        kwargs = dict(
+            max_new_tokens=params.max_new_tokens,
+            do_sample=not greedy,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_id,
+        )
+        if not greedy:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self._generation_weights(state):
+                out = self.model.generate(
+                    input_ids=ids.to(self.device), attention_mask=attn.to(self.device), **kwargs
+                )
+        finally:
+            self.model.train(was_training)
+        completions = []
+        for row in out[:, lp:].tolist():
+            if self.eos_id in row:
+                row = row[: row.index(self.eos_id) + 1]
+            completions.append(row)
+        return [c if c else [self.eos_id] for c in completions]
+
+    def _generation_weights(self, state: str):
+        # Baking the adapter delta into the weights makes every decode step a plain forward.
+        if self.adapter is None:
+            return contextlib.nullcontext()
+        if state == "base":
+            return self.adapter.disabled()
+        return self.adapter.merged(ablate=(state == "deployed"))
+
+    # -- scoring -------------------------------------------------------------------------------
+    def logprobs(self, batch: Batch, state: str = "full", grad: bool = False) -> Tensor:
+        ctx = contextlib.nullcontext() if grad else torch.no_grad()
+        with ctx, self.state(state):
+            return completion_logprobs(self.model, batch)

@@ -1,0 +1,149 @@
+"""The trainer's router: holds the hack direction and the band state, scores rollouts, calls the gate.
+
+Glue between `directions` (what a hack looks like), `gates` (scores -> zones) and the adapter
+(how features are read). Direction arms score each kept rollout on the *deployed* path (quarantine
+ablated), where the direction was extracted:
+  routeA: the deployed bottleneck activations A[:r] x, mean-pooled over completion tokens;
+  routeV: the c-probe gradient of the rollout's mean completion NLL (an unmasked scoring pass,
+          separate from the masked pass the optimizer steps on).
+Labels are passed only for the label arms (oracle, oracle_recall); `gates.gate_for_arm` refuses them
+for every other arm.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vgrout.config import DIRECTION_ARMS, LABEL_ARMS, TrainConfig
+from vgrout.directions import extract_direction, haar_placebo
+from vgrout.gates import PairBand, QuantileBand, gate_for_arm, module_dot_score, pair_band_state
+from vgrout.policy import Batch, Policy, completion_logprobs
+
+
+class Router:
+    def __init__(self, cfg: TrainConfig, policy: Policy, pairs):
+        self.cfg, self.policy, self.pairs = cfg, policy, pairs
+        self.direction: torch.Tensor | None = None
+        self.state = None
+        self.fit = None
+        self.pairs_sha256 = None
+        self.refreshes = 0
+        self.score_history = torch.zeros(0)
+        if not cfg.scores_rollouts:
+            return
+        if cfg.arm == "advantage_mod":
+            self.kind = cfg.advantage_mod_kind
+        else:
+            self.kind = "act" if cfg.arm == "routeA" else "grad"
+        if cfg.band == "quantile":
+            self.band = QuantileBand(
+                cfg.band_tail_q, cfg.band_halflife, cfg.band_warmup, cfg.band_buffer
+            )
+        else:
+            self.band = PairBand()
+        self.extract()
+
+    @property
+    def placebo(self) -> bool:
+        return self.cfg.placebo_seed >= 0
+
+    def extract(self) -> None:
+        """(Re-)extract the direction from the pairs under ablation; placebo replaces it once."""
+        p = self.policy
+        fit = extract_direction(
+            self.kind, p.model, p.tokenizer, p.adapter, self.pairs, p.render_text
+        )
+        self.fit, self.pairs_sha256 = fit, fit.pairs_sha256
+        v = fit.direction
+        if self.placebo:
+            v = haar_placebo(tuple(v.shape), self.cfg.placebo_seed)
+        self.direction = v
+        if isinstance(self.band, PairBand):
+            sc = fit.scores(v)
+            self.state = pair_band_state(sc.hack, sc.clean, self.band)
+
+    def maybe_refresh(self, step: int) -> None:
+        cfg = self.cfg
+        if cfg.scores_rollouts and not self.placebo and (step + 1) % cfg.refresh_every == 0:
+            self.extract()
+            self.refreshes += 1
+
+    def pair_summary(self) -> dict:
+        if self.fit is None:
+            return {}
+        sc = self.fit.scores(self.direction)
+        return {
+            "paired_accuracy": sc.paired_accuracy,
+            "auroc": sc.auroc,
+            "pairs_sha256": self.pairs_sha256,
+        }
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def features(self, batch: Batch) -> torch.Tensor:
+        adapter, model, r = self.policy.adapter, self.policy.model, self.policy.adapter.r
+        chunks = []
+        for idx in torch.arange(len(batch)).split(self.cfg.micro_batch):
+            sub = batch.rows(idx)
+            if self.kind == "act":
+                with (
+                    torch.no_grad(),
+                    adapter.ablated(),
+                    adapter.capture_bottleneck(sub.input_completion_mask) as cap,
+                ):
+                    completion_logprobs(model, sub)
+                chunks.append(cap.pooled.float())
+            else:
+                with adapter.ablated(), adapter.c_probe() as probe:
+                    logp = completion_logprobs(model, sub)
+                    nll = -(logp.sum(1) / sub.completion_mask.sum(1))
+                    g = probe.grads(nll.sum())
+                chunks.append(g[:, :, :r].detach())
+        return torch.cat(chunks)
+
+    def gate(self, batch: Batch, labels=None, step: int = 0):
+        """(GateOutput, scores or None) for the kept rows of one step."""
+        cfg, n = self.cfg, len(batch)
+        if cfg.arm in DIRECTION_ARMS:
+            out = gate_for_arm(
+                cfg.arm,
+                n,
+                features=self.features(batch),
+                direction=self.direction,
+                state=self.state,
+                band=self.band,
+            )
+            self.state = out.state
+            return out, out.info["scores"]
+        if cfg.arm in LABEL_ARMS:
+            recall = 1.0 if cfg.arm == "oracle" else cfg.recall
+            return gate_for_arm(
+                cfg.arm, n, labels=labels, recall=recall, seed=cfg.seed, step=step
+            ), None
+        if cfg.arm == "advantage_mod":  # scores shape the advantage; nothing is routed
+            scores = module_dot_score(self.features(batch), self.direction)
+            self.score_history = torch.cat([self.score_history, scores.double().cpu()])[
+                -cfg.band_buffer :
+            ]
+            return gate_for_arm("none", n), scores
+        if cfg.arm in ("none", "absorb"):
+            return gate_for_arm(cfg.arm, n), None
+        return gate_for_arm("none", n), None  # baselines without a quarantine train unmasked
+
+    # -- checkpointing -----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "direction": self.direction,
+            "state": self.state,
+            "refreshes": self.refreshes,
+            "fit": self.fit,
+            "score_history": self.score_history,
+        }
+
+    def load_state_dict(self, d: dict) -> None:
+        self.direction, self.state, self.refreshes, self.fit = (
+            d["direction"],
+            d["state"],
+            d["refreshes"],
+            d["fit"],
+        )
+        self.score_history = d["score_history"]

@@ -1,0 +1,136 @@
+"""The run folder contract (DESIGN.md "Contracts").
+
+    config.json        the full TrainConfig
+    metrics.jsonl      one row per training step
+    eval.jsonl         one row per evaluation (periodic and final)
+    rollouts.parquet   one row per rollout: step, prompt, mode, source, reward, labels, score, zone
+    checkpoints/       step_NNNNNN/ {adapter.safetensors, trainer.pt}
+    summary.json       final numbers (written last: its presence means the run finished)
+    report.md + *.png  written by `vgrout report`
+
+Every file that is rewritten is written to a temp file and renamed, so a killed run never leaves a
+half-written file; jsonl files are appended a whole line at a time and truncated on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rows.append(json.loads(line))
+    return rows
+
+
+class RunFolder:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    # paths
+    config = property(lambda self: self.root / "config.json")
+    metrics = property(lambda self: self.root / "metrics.jsonl")
+    evals = property(lambda self: self.root / "eval.jsonl")
+    rollouts = property(lambda self: self.root / "rollouts.parquet")
+    summary = property(lambda self: self.root / "summary.json")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+
+    def ensure_new(self) -> None:
+        """Refuse a folder that already holds a run (checked before any work is done)."""
+        if self.config.exists():
+            raise FileExistsError(
+                f"{self.root} already holds a run (config.json exists); resume it with "
+                f"`vgrout train --resume {self.root}` or choose another --out"
+            )
+
+    def create(self, config_json: str) -> None:
+        """Start a fresh run (after `ensure_new`)."""
+        self.ensure_new()
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config, config_json)
+
+    def append(self, path: Path, row: dict) -> None:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(row, sort_keys=True, default=_json_default) + "\n")
+
+    def truncate_jsonl(self, path: Path, keep) -> None:
+        rows = [r for r in read_jsonl(path) if keep(r)]
+        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+    def write_rollouts(self, rows: list[dict]) -> None:
+        table = pa.Table.from_pylist(rows) if rows else pa.table({"step": pa.array([], pa.int64())})
+        fd, tmp = tempfile.mkstemp(prefix=".rollouts.", suffix=".parquet", dir=self.root)
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, self.rollouts)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def read_rollouts(self) -> list[dict]:
+        if not self.rollouts.is_file():
+            return []
+        return pq.read_table(self.rollouts).to_pylist()
+
+    def write_json(self, path: Path, obj) -> None:
+        atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
+
+    # checkpoints
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.checkpoints / f"step_{step:06d}"
+
+    def save_checkpoint(self, step: int, write) -> Path:
+        """`write(tmpdir)` fills a temp folder that is renamed into place only when complete."""
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        final = self.checkpoint_dir(step)
+        tmp = Path(tempfile.mkdtemp(prefix=f".step_{step:06d}.", dir=self.checkpoints))
+        try:
+            write(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def latest_checkpoint(self) -> tuple[int, Path] | None:
+        if not self.checkpoints.is_dir():
+            return None
+        found = sorted(
+            (int(p.name.split("_")[1]), p)
+            for p in self.checkpoints.iterdir()
+            if p.is_dir() and p.name.startswith("step_")
+        )
+        return found[-1] if found else None
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, tuple | set):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,188 @@
+"""The training loop: its small pieces alone, then whole smoke runs (run folder, resume, arms)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from vgrout.config import TrainConfig, load_preset
+from vgrout.gates import ABSORB, KEEP, ROUT, GateOutput, masks_from_zones
+from vgrout.train import assign_advantages, step_seed, train, train_states
+
+
+class _Grade:
+    def __init__(self, reward, exploited=False):
+        self.reward, self.exploited = reward, exploited
+
+
+class _Row:
+    def __init__(self, group, reward, source="student", flagged=False):
+        self.group, self.grade, self.source, self.advantage = group, _Grade(reward), source, 0.0
+        self.reward, self.flagged = reward, flagged
+
+
+def test_advantages_skip_flat_groups_and_centre_the_rest():
+    cfg = TrainConfig(group_size=3)
+    rows = [_Row(0, r) for r in (3.5, 3.5, 3.5)] + [_Row(1, r) for r in (0.5, 3.5, 0.5)]
+    kept = assign_advantages(cfg, rows, 2)
+    assert [r.group for r in kept] == [1, 1, 1]
+    assert [r.advantage for r in kept] == pytest.approx([-1.0, 2.0, -1.0])
+
+
+def test_drop_negative_never_pushes_teacher_text_down():
+    cfg = TrainConfig(group_size=3, teacher_importance="drop_negative")
+    rows = [_Row(0, 3.5), _Row(0, 3.5), _Row(0, 0.5, source="teacher")]
+    kept = assign_advantages(cfg, rows, 1)
+    assert kept[2].advantage == 0.0 and kept[0].advantage > 0
+
+
+def test_screening_drops_flagged_rows_from_the_group_baseline():
+    cfg = TrainConfig(group_size=4, arm="gt_screen")
+    rows = [_Row(0, 3.5, flagged=True), _Row(0, 3.5), _Row(0, 0.5), _Row(0, 0.5)]
+    kept = assign_advantages(cfg, rows, 1)
+    assert rows[0] not in kept and len(kept) == 3
+    # baseline = mean of the kept rewards (3.5 + 0.5 + 0.5) / 3 = 1.5
+    assert [r.advantage for r in kept] == pytest.approx([2.0, -1.0, -1.0])
+
+
+def test_keep_zone_trains_in_the_deployed_state():
+    zones = torch.tensor([KEEP, ABSORB, ROUT])
+    m, d = masks_from_zones(zones)
+    gate = GateOutput(zones, m, d)
+    assert train_states(gate, 3) == ["deployed", "full", "full"]
+    assert train_states(GateOutput(zones, None, None), 3) == ["full"] * 3
+
+
+def test_step_seed_differs_per_step_and_seed():
+    seeds = {step_seed(s, t) for s in range(3) for t in range(50)}
+    assert len(seeds) == 150
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="arm='routeX'"):
+        TrainConfig(arm="routeX").validate()
+    with pytest.raises(ValueError, match="placebo_seed"):
+        TrainConfig(arm="none", placebo_seed=3).validate()
+    with pytest.raises(ValueError, match="unknown config field 'lrr'"):
+        TrainConfig().override(["lrr=3"])
+    assert TrainConfig().override(["lr=0.5", "modes=run_tests,sentinel"]).modes == (
+        "run_tests",
+        "sentinel",
+    )
+
+
+def _smoke(tmp_path: Path, arm: str, **over) -> tuple[TrainConfig, Path]:
+    cfg = (
+        load_preset("smoke")
+        .override([f"arm={arm}"] + [f"{k}={v}" for k, v in over.items()])
+        .validate()
+    )
+    return cfg, tmp_path / arm
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arm", ["none", "absorb", "routeA", "routeV", "oracle"])
+def test_smoke_run_writes_the_run_folder(tmp_path, arm):
+    cfg, out = _smoke(tmp_path, arm)
+    summary = train(cfg, out, progress=False)
+    for name in ("config.json", "metrics.jsonl", "eval.jsonl", "rollouts.parquet", "summary.json"):
+        assert (out / name).is_file(), name
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(cfg.steps))
+    evals = [json.loads(x) for x in (out / "eval.jsonl").read_text().splitlines()]
+    assert {e["kind"] for e in evals} == {"periodic", "final"}
+    assert {(e["split"]) for e in evals if e["kind"] == "final"} == {"test", "train_dist"}
+    table = pq.read_table(out / "rollouts.parquet").to_pylist()
+    assert len(table) == cfg.steps * cfg.prompts_per_step * cfg.group_size
+    assert {
+        "step",
+        "problem_id",
+        "mode",
+        "source",
+        "reward",
+        "exploited",
+        "gt_correct",
+        "zone",
+        "score",
+    } <= set(table[0])
+    assert {r["source"] for r in table} == {"student", "teacher"}  # smoke injects teachers
+    for state in ("deployed", "as_trained"):
+        assert set(summary[state]) >= {"hack", "solve", "n"}
+        assert 0.0 <= summary[state]["hack"] <= 1.0
+    if arm == "none":
+        assert summary["deployed"] == summary["as_trained"]
+    assert (out / "checkpoints" / f"step_{cfg.steps:06d}" / "adapter.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_evaluation_does_not_perturb_training(tmp_path):
+    """Same seed, eval on every step vs. never: identical training rollouts."""
+    cfg_a, _ = _smoke(tmp_path, "absorb", eval_every=1)
+    cfg_b, _ = _smoke(tmp_path, "absorb", eval_every=0)
+    train(cfg_a, tmp_path / "a", progress=False)
+    train(cfg_b, tmp_path / "b", progress=False)
+    ra = pq.read_table(tmp_path / "a" / "rollouts.parquet").to_pylist()
+    rb = pq.read_table(tmp_path / "b" / "rollouts.parquet").to_pylist()
+    assert [r["completion"] for r in ra] == [r["completion"] for r in rb]
+
+
+@pytest.mark.slow
+def test_resume_after_kill_reaches_the_same_numbers(tmp_path):
+    over = ["--set", "steps=4", "--set", "checkpoint_every=1", "--set", "eval_every=2"]
+    env = dict(os.environ)
+    full = tmp_path / "full"
+    cmd = [sys.executable, "-m", "vgrout.cli", "train", "--preset", "smoke", "--arm", "routeV"]
+    subprocess.run([*cmd, "--out", str(full), *over], check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(killed), *over],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 600
+    while not (killed / "checkpoints" / "step_000002").is_dir():
+        assert proc.poll() is None, "run finished before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "summary.json").exists()
+    subprocess.run(
+        [sys.executable, "-m", "vgrout.cli", "train", "--resume", str(killed)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+
+    a = json.loads((full / "summary.json").read_text())
+    b = json.loads((killed / "summary.json").read_text())
+    for key in ("deployed", "as_trained"):
+        assert a[key]["hack"] == b[key]["hack"] and a[key]["solve"] == b[key]["solve"]
+    ra = pq.read_table(full / "rollouts.parquet").to_pylist()
+    rb = pq.read_table(killed / "rollouts.parquet").to_pylist()
+    assert [(r["step"], r["completion"], r["zone"]) for r in ra] == [
+        (r["step"], r["completion"], r["zone"]) for r in rb
+    ]
+    ma = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    mb = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [m["loss"] for m in ma] == [m["loss"] for m in mb]
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    cfg, out = _smoke(tmp_path, "none")
+    out.mkdir(parents=True)
+    (out / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, out, progress=False)
