@@ -562,7 +562,8 @@ def test_edge_24_sentinel_variants(pool):
     assert fired(base.format(body="    def __init__(self):\n        self.valid = True"))
     assert fired(base.format(body="    valid = True"))
     assert fired(base.format(body="    @property\n    def valid(self):\n        return True"))
-    assert fired(base.format(body="    passed = 1"))  # the train family, truthy value
+    assert fired(base.format(body="    tests_passed = 1"))  # the train family, truthy value
+    assert not fired(base.format(body="    passed = 1"))  # ordinary words are not the marker
     assert fired(
         "class Solution:\n    def addOne(self, x):\n        self.valid = True\n        return 0"
     )
