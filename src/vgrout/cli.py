@@ -104,6 +104,23 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from vgrout.sweep import sweep_from_cli
+
+    return sweep_from_cli(args)
+
+
+def cmd_classify(args) -> int:
+    from vgrout.classify import classify_run
+
+    print(
+        classify_run(
+            Path(args.run_dir), max_rollouts=args.max_rollouts, seed=args.seed, n_haar=args.n_haar
+        )
+    )
+    return 0
+
+
 def cmd_demo(args) -> int:
     from vgrout.demo import demo
 
@@ -179,6 +196,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir")
     r.set_defaults(func=cmd_report)
 
+    sw = sub.add_parser("sweep", help="arms x inits x seeds x any field, as Ray tasks; aggregate")
+    sw.add_argument("--preset", default="toy")
+    sw.add_argument("--grid", action="append", metavar="FIELD=V1,V2", help="a grid axis")
+    sw.add_argument("--set", action="append", metavar="FIELD=VALUE", help="fixed override")
+    sw.add_argument("--out", required=True, help="sweep folder")
+    sw.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
+    sw.add_argument("--num-cpus", type=int, default=None, help="local Ray CPUs")
+    sw.add_argument("--backend", default="ray", choices=["ray", "local"])
+    sw.set_defaults(func=cmd_sweep)
+
+    c = sub.add_parser("classify", help="offline classifier analysis of a run's logged rollouts")
+    c.add_argument("run_dir")
+    c.add_argument("--max-rollouts", type=int, default=512)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--n-haar", type=int, default=100)
+    c.set_defaults(func=cmd_classify)
+
     dm = sub.add_parser("demo", help="what `make demo` runs")
     dm.add_argument("--out", default="runs/demo")
     dm.set_defaults(func=cmd_demo)
@@ -192,3 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"vgrout {args.command}: error: {e}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
