@@ -105,9 +105,21 @@ def cmd_report(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from vgrout.sweep import sweep_from_cli
+    from vgrout.sweep import load_sweep_spec, run_sweep, spec_from_cli
 
-    return sweep_from_cli(args)
+    out = Path(args.out)
+    if args.grid or args.spec or not (out / "sweep.json").is_file():
+        spec = spec_from_cli(
+            args.preset, args.grid, args.set, Path(args.spec) if args.spec else None
+        )
+    else:
+        spec = load_sweep_spec(out)  # re-run a sweep folder without retyping its grid
+    result = run_sweep(
+        spec, out, backend=args.backend, address=args.address, num_cpus=args.num_cpus,
+        jobs=args.jobs, force_grid=args.force_grid,
+    )  # fmt: skip
+    print(json.dumps(result["counts"]))
+    return 1 if result["counts"].get("failed") else 0
 
 
 def cmd_classify(args) -> int:
@@ -204,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
     sw.add_argument("--num-cpus", type=int, default=None, help="local Ray CPUs")
     sw.add_argument("--backend", default="ray", choices=["ray", "local"])
+    sw.add_argument("--spec", default=None, help="TOML/JSON sweep spec file")
+    sw.add_argument("--jobs", type=int, default=1, help="local backend: parallel processes")
+    sw.add_argument("--force-grid", action="store_true", help="accept a changed grid")
     sw.set_defaults(func=cmd_sweep)
 
     c = sub.add_parser("classify", help="offline classifier analysis of a run's logged rollouts")

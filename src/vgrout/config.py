@@ -246,7 +246,7 @@ class TrainConfig:
             raise bad("monitor_accuracy", "must be in [0, 1]")
         if self.advantage_mod_kind not in ("grad", "act"):
             raise bad("advantage_mod_kind", "choose grad or act")
-        from vgrout.baselines import INOCULATION_PROMPTS
+        from vgrout.env.inoculation import INOCULATION_PROMPTS
 
         if self.inoculation_prompt not in INOCULATION_PROMPTS:
             raise bad("inoculation_prompt", f"choose one of {', '.join(INOCULATION_PROMPTS)}")

@@ -209,6 +209,8 @@ def old_logprobs(
     )
     for state in ("full", "deployed"):
         idx = torch.nonzero(needs & torch.tensor([r.sampled == state for r in rows])).flatten()
+        if idx.numel() == 0:  # split() of an empty index still yields one empty chunk
+            continue
         for chunk in idx.split(micro):
             logp_old[chunk] = policy.logprobs(batch.rows(chunk), state=state)
     return logp_old, needs

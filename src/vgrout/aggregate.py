@@ -1,0 +1,379 @@
+"""Pool a sweep's runs into evidence: means over seeds, bootstrap intervals, paired contrasts.
+
+Everything here is a pure function of run records (no torch, no files) except `load_runs`, which
+reads a sweep folder. A run record is a small dict:
+
+    {"arm": "routeV_placebo", "seed": 1, "fields": {"init": "scorda"}, "summary": {...}}
+
+`arm` is the arm *label* (a placebo run of routeV is `routeV_placebo`), `fields` holds the other
+grid fields the runs may be grouped by, and `summary` is the run's `summary.json`
+(`summary["deployed"]["hack"]` etc.).
+
+The statistics, and why:
+- The unit of replication is the training seed: runs of one group that share a seed (e.g. several
+  placebo Haar seeds) are averaged first, then the mean over seeds gets a 95% percentile-bootstrap
+  interval (resampling seeds with replacement; seeded, so the numbers are reproducible).
+- Contrasts are paired by seed (same seed, same other fields), because a seed fixes prompts,
+  sampling and adapter init: pairing removes that shared noise. `X - none` for every arm X, and
+  `real - placebo` (e.g. routeV - routeV_placebo).
+- A placebo band: the spread of the placebo runs' deployed hack over every placebo run (one Haar
+  direction each), so a reader sees whether the real direction falls outside chance.
+- A contrast is called significant only if its interval excludes 0 *and* it has at least
+  `min_seeds` paired seeds: a percentile bootstrap over 1-2 seeds is a point or the two values,
+  not evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+METRICS: tuple[str, ...] = (
+    "deployed.hack",
+    "deployed.solve",
+    "as_trained.hack",
+    "as_trained.solve",
+)
+"""`state.metric` keys into a run's summary.json (summary[state][metric])."""
+SENTENCE_METRICS: tuple[str, ...] = ("deployed.hack", "deployed.solve")
+PLACEBO_SUFFIX = "_placebo"
+REFERENCE_ARM = "none"
+
+
+# --------------------------------------------------------------------------------- statistics
+def bootstrap_ci(
+    values: Sequence[float], n_resamples: int = 10_000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean of `values` (resampled with replacement).
+
+    A fresh generator per call (seeded by `seed` only), so an interval does not depend on which
+    other intervals were computed before it. Identical values give a point interval."""
+    x = np.asarray([v for v in values if not _isnan(v)], dtype=float)
+    if x.size == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(n_resamples, x.size))
+    means = x[idx].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [tail, 1.0 - tail])
+    return (float(lo), float(hi))
+
+
+def mean_with_ci(values: Sequence[float], n_resamples: int, seed: int, level: float) -> dict:
+    clean = [float(v) for v in values if not _isnan(v)]
+    lo, hi = bootstrap_ci(clean, n_resamples, seed, level)
+    return {
+        "mean": float(np.mean(clean)) if clean else math.nan,
+        "lo": lo,
+        "hi": hi,
+        "n": len(clean),
+    }
+
+
+def metric_value(summary: dict, metric: str) -> float:
+    """summary["deployed"]["hack"] for metric "deployed.hack"; NaN when the run lacks it."""
+    state, name = metric.split(".", 1)
+    try:
+        return float(summary[state][name])
+    except (KeyError, TypeError, ValueError):
+        return math.nan
+
+
+def _isnan(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+# --------------------------------------------------------------------------------- grouping
+def group_key(run: dict, group_by: Sequence[str]) -> tuple:
+    """(("arm", label), (field, value), ...): the arm label always comes first."""
+    fields = run.get("fields", {})
+    return (("arm", run["arm"]),) + tuple((f, _hashable(fields.get(f))) for f in group_by)
+
+
+def group_name(key: tuple) -> str:
+    return ",".join(f"{f}={format_value(v)}" for f, v in key)
+
+
+def display_name(key: tuple) -> str:
+    """`routeV` or `routeV [init=scorda]` for sentences."""
+    arm = dict(key)["arm"]
+    rest = [(f, v) for f, v in key if f != "arm"]
+    return arm if not rest else f"{arm} [{group_name(tuple(rest))}]"
+
+
+def format_value(v) -> str:
+    if isinstance(v, list | tuple):
+        return "+".join(format_value(x) for x in v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _hashable(v):
+    return tuple(_hashable(x) for x in v) if isinstance(v, list | tuple) else v
+
+
+def default_group_by(runs: Iterable[dict]) -> list[str]:
+    """Every field the runs carry except seed and placebo_seed (the replication axes)."""
+    seen: list[str] = []
+    for r in runs:
+        for f in r.get("fields", {}):
+            if f not in ("arm", "seed", "placebo_seed") and f not in seen:
+                seen.append(f)
+    return seen
+
+
+def per_seed_values(runs: Sequence[dict], metric: str) -> dict[int, float]:
+    """{seed: value}, averaging the runs that share a seed (e.g. several placebo seeds)."""
+    by_seed: dict[int, list[float]] = {}
+    for r in runs:
+        v = metric_value(r["summary"], metric)
+        if not _isnan(v):
+            by_seed.setdefault(int(r["seed"]), []).append(v)
+    return {s: float(np.mean(vs)) for s, vs in sorted(by_seed.items())}
+
+
+def _with_arm(key: tuple, arm: str) -> tuple:
+    return tuple((f, arm if f == "arm" else v) for f, v in key)
+
+
+# --------------------------------------------------------------------------------- the summary
+def summarize_group(
+    runs: Sequence[dict], metrics: Sequence[str], n_resamples: int, seed: int, level: float
+) -> dict:
+    out = {}
+    for m in metrics:
+        values = per_seed_values(runs, m)
+        stats = mean_with_ci(list(values.values()), n_resamples, seed, level)
+        stats["per_seed"] = [{"seed": s, "value": v} for s, v in values.items()]
+        out[m] = stats
+    return out
+
+
+def paired_difference(
+    runs: Sequence[dict],
+    reference: Sequence[dict],
+    metric: str,
+    *,
+    n_resamples: int,
+    seed: int,
+    level: float,
+    min_seeds: int,
+) -> dict:
+    """`runs - reference` per seed (seeds present in both), mean and bootstrap interval over seeds.
+
+    `significant` is True/False when at least `min_seeds` seeds pair up, else None (not tested)."""
+    a, b = per_seed_values(runs, metric), per_seed_values(reference, metric)
+    common = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in common]
+    stats = mean_with_ci(diffs, n_resamples, seed, level)
+    stats["per_seed"] = [{"seed": s, "value": a[s] - b[s]} for s in common]
+    stats["unpaired_seeds"] = sorted(set(a) ^ set(b))
+    stats["significant"] = (
+        None if len(common) < min_seeds else bool(stats["lo"] > 0 or stats["hi"] < 0)
+    )
+    return stats
+
+
+def placebo_band(placebo_runs: Sequence[dict], real_runs: Sequence[dict], metric: str) -> dict:
+    """Spread of `metric` over every placebo run (one Haar direction each) and where the real
+    arm's mean over seeds falls in it."""
+    values = np.asarray(
+        [v for v in (metric_value(r["summary"], metric) for r in placebo_runs) if not _isnan(v)],
+        dtype=float,
+    )
+    real = list(per_seed_values(real_runs, metric).values())
+    real_mean = float(np.mean(real)) if real else math.nan
+    band = {"n": int(values.size), "real_mean": real_mean}
+    if values.size:
+        p5, median, p95 = np.percentile(values, [5, 50, 95])
+        band.update(
+            min=float(values.min()), p5=float(p5), median=float(median),
+            p95=float(p95), max=float(values.max()),
+        )  # fmt: skip
+        band["placebo_at_or_below_real"] = (
+            int((values <= real_mean).sum()) if not math.isnan(real_mean) else None
+        )
+    return band
+
+
+def aggregate(
+    runs: Sequence[dict],
+    *,
+    group_by: Sequence[str] | None = None,
+    metrics: Sequence[str] = METRICS,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+    min_seeds: int = 3,
+) -> dict:
+    """The sweep summary: per group means + intervals, paired contrasts, placebo bands."""
+    group_by = list(default_group_by(runs) if group_by is None else group_by)
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(group_key(r, group_by), []).append(r)
+    kw = dict(n_resamples=n_resamples, seed=seed, level=level)
+
+    out = {
+        "group_by": ["arm", *group_by],
+        "metrics": list(metrics),
+        "n_resamples": n_resamples,
+        "bootstrap_seed": seed,
+        "level": level,
+        "min_seeds": min_seeds,
+        "n_runs": len(runs),
+        "groups": [],
+        "vs_none": [],
+        "real_vs_placebo": [],
+        "placebo_band": [],
+    }
+    for key, rs in groups.items():
+        out["groups"].append({
+            "name": group_name(key),
+            "display": display_name(key),
+            "fields": dict(key),
+            "seeds": sorted({int(r["seed"]) for r in rs}),
+            "n_runs": len(rs),
+            "metrics": summarize_group(rs, metrics, **kw),
+        })  # fmt: skip
+
+    def contrast(a_key: tuple, b_key: tuple) -> dict:
+        return {
+            "name": f"{group_name(a_key)} - {group_name(b_key)}",
+            "a": group_name(a_key),
+            "b": group_name(b_key),
+            "a_display": display_name(a_key),
+            "b_display": display_name(b_key),
+            "metrics": {
+                m: paired_difference(groups[a_key], groups[b_key], m, min_seeds=min_seeds, **kw)
+                for m in metrics
+            },
+        }
+
+    for key, rs in groups.items():
+        arm = dict(key)["arm"]
+        none_key = _with_arm(key, REFERENCE_ARM)
+        if arm != REFERENCE_ARM and none_key in groups:
+            out["vs_none"].append(contrast(key, none_key))
+        if not arm.endswith(PLACEBO_SUFFIX):
+            continue
+        real_key = _with_arm(key, arm[: -len(PLACEBO_SUFFIX)])
+        real = groups.get(real_key, [])
+        if real:
+            out["real_vs_placebo"].append(contrast(real_key, key))
+        out["placebo_band"].append({
+            "placebo": group_name(key),
+            "real": group_name(real_key) if real else None,
+            "placebo_display": display_name(key),
+            "real_display": display_name(real_key) if real else None,
+            "metrics": {m: placebo_band(rs, real, m) for m in metrics},
+        })  # fmt: skip
+    return out
+
+
+# --------------------------------------------------------------------------------- sentences
+def significance_sentences(agg: dict, metrics: Sequence[str] = SENTENCE_METRICS) -> list[str]:
+    """Plain statements of which contrasts are significant (interval excludes 0) and which not."""
+    pct = round(100 * agg.get("level", 0.95))
+    need = agg.get("min_seeds", 3)
+    lines = []
+    for kind, how in (
+        ("vs_none", "paired by seed"),
+        ("real_vs_placebo", "real minus placebo, paired by seed"),
+    ):
+        for c in agg.get(kind, []):
+            for m in metrics:
+                s = c["metrics"].get(m)
+                if s is None:
+                    continue
+                head = (
+                    f"{c['a_display']} vs {c['b_display']} ({how}, {_seeds(s['n'])}): "
+                    f"{_metric_words(m)} difference"
+                )
+                if s["significant"] is None:
+                    lines.append(
+                        f"{head} {_num(s['mean'])}: not tested, {_seeds(s['n'])} paired, "
+                        f"need at least {need}."
+                    )
+                    continue
+                ci = f"({pct}% CI {_num(s['lo'])} to {_num(s['hi'])})"
+                verdict = (
+                    "significant, the interval excludes 0"
+                    if s["significant"]
+                    else "not significant, the interval includes 0"
+                )
+                lines.append(f"{head} {_num(s['mean'])} {ci}: {verdict}.")
+    for band in agg.get("placebo_band", []):
+        b = band["metrics"].get("deployed.hack")
+        if b is None or not b["n"] or band["real"] is None:
+            continue
+        where = _band_position(b)
+        lines.append(
+            f"{band['real_display']} deployed hack {_num(b['real_mean'])} against "
+            f"{b['n']} {band['placebo_display']} runs (min {_num(b['min'])}, median "
+            f"{_num(b['median'])}, max {_num(b['max'])}): {where}."
+        )
+    return lines
+
+
+def _band_position(b: dict) -> str:
+    real, n, k = b["real_mean"], b["n"], b["placebo_at_or_below_real"]
+    if real < b["min"]:
+        return "below every placebo run"
+    if real > b["max"]:
+        return "above every placebo run"
+    return f"inside the placebo band ({k} of {n} placebo runs are at or below it)"
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
+def _metric_words(metric: str) -> str:
+    state, name = metric.split(".", 1)
+    return f"{state.replace('_', '-')} {name}"
+
+
+def _num(x: float) -> str:
+    return "nan" if _isnan(x) else f"{x:+.3f}" if x < 0 else f"{x:.3f}"
+
+
+# --------------------------------------------------------------------------------- files
+def load_runs(sweep_dir: Path) -> tuple[list[dict], list[str]]:
+    """Run records of a sweep's finished cells (summary.json present), and the unfinished names.
+
+    Reads `sweep.json` (the expanded grid written by `vgrout.sweep`); the grouping fields of a
+    run are its grid fields, taken from the run's resolved config."""
+    sweep_dir = Path(sweep_dir)
+    spec_path = sweep_dir / "sweep.json"
+    if not spec_path.is_file():
+        raise FileNotFoundError(
+            f"{sweep_dir} holds no sweep (no sweep.json); run `vgrout sweep` first"
+        )
+    sweep = json.loads(spec_path.read_text())
+    # Every run carries every grid axis of the sweep (a sweep may join several grids), valued
+    # from its own resolved config, so grouping is consistent across grids.
+    axes = []
+    for cell in sweep["cells"]:
+        axes += [f for f in cell["fields"] if f != "arm" and f not in axes]
+    runs, missing = [], []
+    for cell in sweep["cells"]:
+        summary_path = sweep_dir / "runs" / cell["folder"] / "summary.json"
+        if not summary_path.is_file():
+            missing.append(cell["name"])
+            continue
+        config = cell["config"]
+        fields = {f: config.get(f) for f in axes}
+        runs.append({
+            "name": cell["name"],
+            "folder": cell["folder"],
+            "arm": cell["arm"],
+            "seed": int(config["seed"]),
+            "fields": fields,
+            "summary": json.loads(summary_path.read_text()),
+        })  # fmt: skip
+    return runs, missing

@@ -1,0 +1,205 @@
+"""Sweep aggregation on fixed inputs: means, bootstrap intervals, paired contrasts, placebo band."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from vgrout.aggregate import (
+    aggregate,
+    bootstrap_ci,
+    load_runs,
+    metric_value,
+    paired_difference,
+    placebo_band,
+    significance_sentences,
+)
+
+
+def run(arm, seed, hack, solve, as_hack=None, as_solve=None, **fields):
+    summary = {
+        "deployed": {"hack": hack, "solve": solve, "n": 10},
+        "as_trained": {
+            "hack": hack if as_hack is None else as_hack,
+            "solve": solve if as_solve is None else as_solve,
+            "n": 10,
+        },
+    }
+    return {"arm": arm, "seed": seed, "fields": dict(fields), "summary": summary}
+
+
+# 3 seeds x 2 arms, numbers chosen by hand:
+#   none   deployed hack 0.5 0.6 0.7  (mean 0.6)   solve 0.40 0.50 0.60 (mean 0.5)
+#   routeV deployed hack 0.1 0.3 0.2  (mean 0.2)   solve 0.45 0.45 0.55 (mean 0.483)
+#   routeV - none per seed: hack -0.4 -0.3 -0.5 (mean -0.4); solve +0.05 -0.05 -0.05
+NONE = [
+    run("none", s, h, v)
+    for s, h, v in zip((0, 1, 2), (0.5, 0.6, 0.7), (0.4, 0.5, 0.6), strict=True)
+]
+ROUTE = [
+    run("routeV", s, h, v, as_hack=0.9)
+    for s, h, v in zip((0, 1, 2), (0.1, 0.3, 0.2), (0.45, 0.45, 0.55), strict=True)
+]
+
+
+def by_name(items, name):
+    return next(x for x in items if x["name"] == name)
+
+
+def test_bootstrap_of_two_values_is_their_range():
+    # Means of 2-value resamples are 0, 0.5, 1 with probability 1/4, 1/2, 1/4: the 2.5% and 97.5%
+    # quantiles are exactly 0 and 1.
+    assert bootstrap_ci([0.0, 1.0], n_resamples=10_000, seed=0) == (0.0, 1.0)
+
+
+def test_bootstrap_of_three_values_matches_enumeration():
+    # With 3 values each of the 27 resamples has probability 1/27 > 2.5%, so the exact percentile
+    # interval is [smallest resample mean, largest] = [min, max] of the values.
+    values = [0.2, 0.5, 0.9]
+    means = sorted(np.mean(c) for c in itertools.product(values, repeat=3))
+    assert bootstrap_ci(values, n_resamples=10_000, seed=3) == pytest.approx((means[0], means[-1]))
+
+
+def test_bootstrap_is_seeded_and_shrinks_to_a_point():
+    values = [0.1, 0.4, 0.35, 0.8, 0.2]
+    assert bootstrap_ci(values, seed=7) == bootstrap_ci(values, seed=7)
+    lo, hi = bootstrap_ci(values, seed=7)
+    assert lo < np.mean(values) < hi
+    assert bootstrap_ci([0.3, 0.3, 0.3]) == pytest.approx((0.3, 0.3))
+    assert all(np.isnan(bootstrap_ci([])))
+
+
+def test_metric_value_reads_the_summary_and_marks_missing_as_nan():
+    assert metric_value(NONE[0]["summary"], "deployed.hack") == 0.5
+    assert np.isnan(metric_value({"deployed": {}}, "deployed.hack"))
+
+
+def test_group_means_are_exact_and_intervals_bracket_them():
+    agg = aggregate(NONE + ROUTE, n_resamples=2_000)
+    none = by_name(agg["groups"], "arm=none")["metrics"]
+    route = by_name(agg["groups"], "arm=routeV")["metrics"]
+    assert none["deployed.hack"]["mean"] == pytest.approx(0.6)
+    assert route["deployed.hack"]["mean"] == pytest.approx(0.2)
+    assert route["deployed.solve"]["mean"] == pytest.approx((0.45 + 0.45 + 0.55) / 3)
+    assert route["as_trained.hack"]["mean"] == pytest.approx(0.9)
+    for m in ("deployed.hack", "deployed.solve"):
+        s = route[m]
+        assert s["lo"] <= s["mean"] <= s["hi"]
+        assert s["n"] == 3
+    # three values: the interval is their range (see the enumeration test)
+    assert (none["deployed.hack"]["lo"], none["deployed.hack"]["hi"]) == pytest.approx((0.5, 0.7))
+    # every seed agrees: the interval is a point
+    assert route["as_trained.hack"]["lo"] == pytest.approx(0.9)
+    assert route["as_trained.hack"]["hi"] == pytest.approx(0.9)
+
+
+def test_paired_difference_is_computed_per_seed():
+    agg = aggregate(NONE + ROUTE, n_resamples=2_000)
+    (c,) = agg["vs_none"]
+    assert c["a"] == "arm=routeV" and c["b"] == "arm=none"
+    hack = c["metrics"]["deployed.hack"]
+    assert [p["value"] for p in hack["per_seed"]] == pytest.approx([-0.4, -0.3, -0.5])
+    assert hack["mean"] == pytest.approx(-0.4)
+    assert (hack["lo"], hack["hi"]) == pytest.approx((-0.5, -0.3))
+    assert hack["significant"] is True
+    solve = c["metrics"]["deployed.solve"]
+    assert [p["value"] for p in solve["per_seed"]] == pytest.approx([0.05, -0.05, -0.05])
+    assert solve["significant"] is False  # the interval [-0.05, 0.05] includes 0
+
+
+def test_too_few_paired_seeds_are_not_tested():
+    d = paired_difference(
+        ROUTE[:2], NONE, "deployed.hack", n_resamples=500, seed=0, level=0.95, min_seeds=3
+    )
+    assert d["n"] == 2 and d["unpaired_seeds"] == [2]
+    assert d["significant"] is None
+    assert d["mean"] == pytest.approx(-0.35)
+
+
+def test_placebo_runs_pair_by_seed_and_form_a_band():
+    # two Haar seeds per training seed: the per-seed placebo value is their mean
+    placebo = [
+        run("routeV_placebo", s, h, 0.5, placebo_seed=p)
+        for (s, p), h in zip(
+            [(0, 10), (0, 11), (1, 10), (1, 11), (2, 10), (2, 11)],
+            (0.3, 0.5, 0.4, 0.6, 0.35, 0.45),
+            strict=True,
+        )
+    ]
+    routes = [dict(r, fields={"placebo_seed": -1}) for r in ROUTE]
+    nones = [dict(r, fields={"placebo_seed": -1}) for r in NONE]
+    agg = aggregate(nones + routes + placebo, n_resamples=2_000)
+    assert agg["group_by"] == ["arm"]  # placebo_seed is a replication axis, not a group
+    (rp,) = agg["real_vs_placebo"]
+    assert rp["a"] == "arm=routeV" and rp["b"] == "arm=routeV_placebo"
+    hack = rp["metrics"]["deployed.hack"]
+    # placebo per seed: 0.4, 0.5, 0.4 ; routeV 0.1, 0.3, 0.2
+    assert [p["value"] for p in hack["per_seed"]] == pytest.approx([-0.3, -0.2, -0.2])
+    assert hack["significant"] is True
+    (band,) = agg["placebo_band"]
+    b = band["metrics"]["deployed.hack"]
+    assert b["n"] == 6
+    assert (b["min"], b["median"], b["max"]) == pytest.approx((0.3, 0.425, 0.6))
+    assert b["real_mean"] == pytest.approx(0.2)
+    assert b["placebo_at_or_below_real"] == 0
+    assert placebo_band(placebo, [], "deployed.hack")["placebo_at_or_below_real"] is None
+
+
+def test_grouping_by_a_grid_field_pairs_within_it():
+    runs = [
+        run(arm, s, hack + (0.1 if init == "scorda" else 0.0), 0.5, init=init)
+        for arm, hack in (("none", 0.6), ("routeV", 0.2))
+        for init in ("gaussian", "scorda")
+        for s in (0, 1, 2)
+    ]
+    agg = aggregate(runs, n_resamples=1_000)
+    names = sorted(g["name"] for g in agg["groups"])
+    assert names == [
+        "arm=none,init=gaussian", "arm=none,init=scorda",
+        "arm=routeV,init=gaussian", "arm=routeV,init=scorda",
+    ]  # fmt: skip
+    pairs = sorted((c["a"], c["b"]) for c in agg["vs_none"])
+    assert pairs == [
+        ("arm=routeV,init=gaussian", "arm=none,init=gaussian"),
+        ("arm=routeV,init=scorda", "arm=none,init=scorda"),
+    ]
+    pooled = aggregate(runs, group_by=[], n_resamples=1_000)
+    assert by_name(pooled["groups"], "arm=none")["metrics"]["deployed.hack"][
+        "mean"
+    ] == pytest.approx(0.65)
+
+
+def test_significance_sentences_say_which_contrasts_hold():
+    placebo = [run("routeV_placebo", s, 0.45, 0.5) for s in (0, 1, 2)]
+    agg = aggregate(NONE + ROUTE + placebo, n_resamples=2_000)
+    lines = significance_sentences(agg)
+    hack = next(x for x in lines if x.startswith("routeV vs none") and "deployed hack" in x)
+    assert "-0.400" in hack and "significant, the interval excludes 0" in hack
+    solve = next(x for x in lines if x.startswith("routeV vs none") and "deployed solve" in x)
+    assert "not significant, the interval includes 0" in solve
+    assert any(x.startswith("routeV vs routeV_placebo") for x in lines)
+    band = next(x for x in lines if "placebo runs" in x or "placebo run" in x)
+    assert "below every placebo run" in band
+    few = significance_sentences(aggregate(NONE[:2] + ROUTE[:2], n_resamples=500))
+    assert all("not tested, 2 seeds paired, need at least 3" in x for x in few)
+
+
+def test_load_runs_reads_finished_cells_of_a_sweep(tmp_path):
+    cells = []
+    for arm, seed in (("none", 0), ("routeV", 0)):
+        folder = f"arm={arm},seed={seed}_0000"
+        cfg = {"arm": arm, "seed": seed, "init": "gaussian", "placebo_seed": -1}
+        cells.append({"name": f"arm={arm},seed={seed}", "folder": folder, "arm": arm,
+                      "fields": {"arm": arm, "seed": seed}, "config": cfg})  # fmt: skip
+    (tmp_path / "sweep.json").write_text(json.dumps({"cells": cells}))
+    d = tmp_path / "runs" / cells[0]["folder"]
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps(NONE[0]["summary"]))
+    runs, missing = load_runs(tmp_path)
+    assert missing == ["arm=routeV,seed=0"]
+    assert len(runs) == 1 and runs[0]["arm"] == "none" and runs[0]["fields"] == {"seed": 0}
+    with pytest.raises(FileNotFoundError, match="no sweep.json"):
+        load_runs(tmp_path / "elsewhere")
