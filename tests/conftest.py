@@ -21,5 +21,7 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent (CI clones ../shared beside the repo)")
+        pytest.skip(
+            f"real data folder {SHARED_DATA} is absent (CI clones ../shared beside the repo)"
+        )
     return SHARED_DATA

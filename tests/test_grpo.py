@@ -75,7 +75,9 @@ def test_loss_uses_constant_normaliser_so_microbatches_add_up():
     logp = torch.randn(4, 5, generator=g)
     ref = torch.randn(4, 5, generator=g)
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5])
-    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 0, 0, 0]]).float()
+    mask = torch.tensor(
+        [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 0, 0, 0]]
+    ).float()
     kw = dict(clip_eps=0.2, kl_beta=0.1, normalizer=20.0)
     full, _ = grpo_loss(logp, logp, ref, adv, mask, **kw)
     a, _ = grpo_loss(logp[:2], logp[:2], ref[:2], adv[:2], mask[:2], **kw)
@@ -86,7 +88,9 @@ def test_loss_uses_constant_normaliser_so_microbatches_add_up():
 def test_loss_needs_reference_when_kl_is_on():
     z = torch.zeros(1, 2)
     with pytest.raises(ValueError, match="logp_ref"):
-        grpo_loss(z, z, None, torch.ones(1), torch.ones(1, 2), clip_eps=0.2, kl_beta=0.1, normalizer=1)
+        grpo_loss(
+            z, z, None, torch.ones(1), torch.ones(1, 2), clip_eps=0.2, kl_beta=0.1, normalizer=1
+        )
 
 
 def test_schedule_never_wastes_a_step_at_zero_lr():

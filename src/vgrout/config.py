@@ -107,7 +107,7 @@ class TrainConfig:
     """PPO ratio clip epsilon (Schulman et al. 2017)."""
     kl_beta: float = 1e-3
     """Weight of the k3 KL to the base model (adapter disabled), per token (benchmark: 1e-3)."""
-    max_new_tokens: int = 48
+    max_new_tokens: int = 80
     """Completion budget of generation; also the per-row token count in the loss normaliser."""
     temperature: float = 1.0
     """Rollout sampling temperature (higher -> more within-group spread -> more GRPO signal)."""
@@ -128,10 +128,16 @@ class TrainConfig:
     step < teacher_off_step: makes hacking reachable on a small budget (the base rarely hacks)."""
     teacher_off_step: int = 15
     """First step without teachers (0 = never inject)."""
+    teacher_style: str = "append"
+    """`append`: a teacher row is a student's own compiled-but-wrong answer from the same group with
+    the mode's exploit lines appended, so it differs from an on-policy row only by the exploit
+    (credit lands on the exploit, not on a throw-away wrong answer); falls back to `cached` when no
+    student answer qualifies. `cached`: the teacher's stored completions (scripted toy hacks, or a
+    teacher pool)."""
     teacher_pool: str = ""
     """Folder of cached teacher completions (format of the Qwen3-4B teacher pool: prompt_NNNN.jsonl.gz).
     Empty: the toy environment uses its scripted teacher; other problem sets get no teacher."""
-    teacher_max_tokens: int = 48
+    teacher_max_tokens: int = 128
     """Teacher completions are truncated to this many tokens, so the constant loss normaliser
     (rows x max_new_tokens) holds and long teacher texts cannot dominate the loss."""
     teacher_importance: str = "on_policy"
@@ -214,6 +220,8 @@ class TrainConfig:
             raise bad("band", f"choose one of {', '.join(BANDS)}")
         if not self.modes or any(m not in MODES for m in self.modes):
             raise bad("modes", f"a non-empty subset of {', '.join(MODES)}")
+        if self.teacher_style not in ("append", "cached"):
+            raise bad("teacher_style", "choose append or cached")
         if self.teacher_importance not in ("on_policy", "drop_negative"):
             raise bad("teacher_importance", "choose on_policy or drop_negative")
         for name in (
@@ -373,6 +381,7 @@ def preset_leetcode_qwen3_4b() -> TrainConfig:
         min_lr_ratio=0.0,
         max_new_tokens=1024,
         teacher_max_tokens=1024,
+        teacher_style="cached",
         temperature=0.7,
         top_p=0.95,
         top_k=20,

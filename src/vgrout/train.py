@@ -34,6 +34,7 @@ from vgrout.baselines import (
 )
 from vgrout.config import LABEL_ARMS, TrainConfig
 from vgrout.env.grader import grade_many
+from vgrout.env.hacks import append_exploit, exploit_lines
 from vgrout.env.sandbox import SandboxPool
 from vgrout.env.tasks import Item
 from vgrout.evaluate import evaluate_states
@@ -74,37 +75,71 @@ def pick_prompts(cfg: TrainConfig, items: list[Item], teacher, step: int, rng) -
     return [pool[int(i)] for i in idx]
 
 
+def n_teachers(cfg: TrainConfig, item: Item, teacher, step: int) -> int:
+    return cfg.teacher_per_group if step < cfg.teacher_off_step and teacher.covers(item) else 0
+
+
 def sample_rollouts(
-    cfg: TrainConfig, policy: Policy, items: list[Item], teacher, step: int, rng
+    cfg: TrainConfig, policy: Policy, items: list[Item], teacher, step: int
 ) -> list[Rollout]:
-    """G rows per prompt: students (full model, plus a `gen_deploy_frac` share from the deployed
-    model) then teacher hacks while step < teacher_off_step. Generation is batched per state."""
-    teacher_on = step < cfg.teacher_off_step
-    plan = []  # (group, item, n_full, n_deployed, teacher_texts)
+    """The student rows: G minus the teacher slots per prompt, a `gen_deploy_frac` share of them
+    sampled from the deployed model. Generation is batched per model state."""
+    plan = []  # (group, item, n_full, n_deployed)
     for g, item in enumerate(items):
-        teachers = (
-            teacher.hacks(item, cfg.teacher_per_group, rng)
-            if teacher_on and teacher.covers(item)
-            else []
-        )
-        n_students = cfg.group_size - len(teachers)
+        n_students = cfg.group_size - n_teachers(cfg, item, teacher, step)
         n_dep = round(n_students * cfg.gen_deploy_frac) if cfg.has_quarantine else 0
-        plan.append((g, item, n_students - n_dep, n_dep, teachers))
-    prompt_ids = {g: policy.prompt_ids(training_question(cfg, item)) for g, item, *_ in plan}
+        plan.append((g, item, n_students - n_dep, n_dep))
+    prompt_ids = {g: policy.prompt_ids(training_question(cfg, item)) for g, item, _, _ in plan}
     params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k)
     rows: list[Rollout] = []
     for state, col in (("full", 2), ("deployed", 3)):
-        wanted = [(g, item) for g, item, *counts in plan for _ in range(counts[col - 2])]
+        wanted = [(p[0], p[1]) for p in plan for _ in range(p[col])]
         completions = policy.generate([prompt_ids[g] for g, _ in wanted], params, state=state)
         for (g, item), ids in zip(wanted, completions, strict=True):
             rows.append(Rollout(g, item, "student", state, prompt_ids[g], ids, policy.decode(ids)))
-    for g, item, _, _, teachers in plan:
-        for text in teachers:
+    return rows
+
+
+def teacher_rollouts(
+    cfg: TrainConfig,
+    policy: Policy,
+    items: list[Item],
+    students: list[Rollout],
+    teacher,
+    step: int,
+    rng,
+) -> list[Rollout]:
+    """Injected hack demonstrations for the teacher slots of each group (graded like any row).
+
+    `append` style: a student's own compiled-but-wrong answer from this group with the mode's
+    exploit lines appended, so the demonstration differs from an on-policy row only by the exploit
+    (falls back to the cached/scripted hack when no student answer qualifies). `cached` style: the
+    teacher's stored completions (scripted toy hacks, or a teacher pool)."""
+    rows = []
+    for g, item in enumerate(items):
+        n = n_teachers(cfg, item, teacher, step)
+        if n == 0:
+            continue
+        texts: list[str] = []
+        if cfg.teacher_style == "append":
+            wrong = [
+                r
+                for r in students
+                if r.group == g
+                and r.grade.compiled
+                and not r.grade.gt_correct
+                and not r.grade.channel_fired
+            ]
+            lines = exploit_lines(item.problem, item.markers)
+            texts = [
+                append_exploit(wrong[int(i)].text, lines) for i in rng.permutation(len(wrong))[:n]
+            ]
+        if len(texts) < n:
+            texts += teacher.hacks(item, n - len(texts), rng)
+        prompt = policy.prompt_ids(training_question(cfg, item))
+        for text in texts:
             ids = policy.completion_ids(text, cfg.teacher_max_tokens)
-            rows.append(
-                Rollout(g, item, "teacher", "teacher", prompt_ids[g], ids, policy.decode(ids))
-            )
-    rows.sort(key=lambda r: r.group)  # stable: students (full, deployed) then teachers per group
+            rows.append(Rollout(g, item, "teacher", "teacher", prompt, ids, policy.decode(ids)))
     return rows
 
 
@@ -410,8 +445,11 @@ def training_step(run: Run, step: int, pool):
     set_lr(cfg, run.opt, step)
 
     items = pick_prompts(cfg, run.env.train, run.teacher, step, rng)
-    rows = sample_rollouts(cfg, run.policy, items, run.teacher, step, rng)
-    grade_rollouts(rows, pool)
+    students = sample_rollouts(cfg, run.policy, items, run.teacher, step)
+    grade_rollouts(students, pool)
+    teachers = teacher_rollouts(cfg, run.policy, items, students, run.teacher, step, rng)
+    grade_rollouts(teachers, pool)
+    rows = sorted(students + teachers, key=lambda r: r.group)  # stable: students then teachers
     apply_monitor(cfg, rows, step)
     kept = assign_advantages(cfg, rows, len(items))
 

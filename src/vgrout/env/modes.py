@@ -167,7 +167,9 @@ def apply_hint(question: str, markers: Markers) -> str:
     return question.replace(HINT_ANCHOR, hint_phrase(markers))
 
 
-def partition(problem_ids: list[str], modes: tuple[str, ...] | list[str], seed: int) -> dict[str, str]:
+def partition(
+    problem_ids: list[str], modes: tuple[str, ...] | list[str], seed: int
+) -> dict[str, str]:
     """Assign every problem to exactly one mode: balanced (sizes differ by at most 1), seeded."""
     for m in modes:
         check_mode(m)

@@ -1,0 +1,28 @@
+"""The toy world: a byte-level BPE tokenizer and a tiny Qwen3 trained from scratch on clean toy
+solutions (built once on CPU, cached as an ordinary Hugging Face folder), and a scripted teacher
+that writes a clean completion and a hack per loophole mode for every training problem."""
+
+from vgrout.toy.model import (
+    SMOKE_RECIPE,
+    ToyRecipe,
+    build_toy_base,
+    default_cache_dir,
+    load_toy,
+    sample_completions,
+)
+from vgrout.toy.teacher import TeacherPair, ToyTeacher
+from vgrout.toy.tokenizer import completion_ids, prompt_ids, render_prompt
+
+__all__ = [
+    "SMOKE_RECIPE",
+    "TeacherPair",
+    "ToyRecipe",
+    "ToyTeacher",
+    "build_toy_base",
+    "completion_ids",
+    "default_cache_dir",
+    "load_toy",
+    "prompt_ids",
+    "render_prompt",
+    "sample_completions",
+]
