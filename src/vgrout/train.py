@@ -283,7 +283,7 @@ def policy_update(
         )  # fmt: skip
         loss.backward()
         w = len(chunk) / n
-        stats["loss"] += float(loss)
+        stats["loss"] += float(loss.detach())
         stats["clipfrac"] += st["clipfrac"] * w
         stats["kl"] += st["kl"] * w
     return stats

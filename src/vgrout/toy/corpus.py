@@ -5,12 +5,16 @@ Three kinds of example, all built from toy *training* problems (test problems ne
 - hinted: the question carrying a loophole hint with the *train* markers, still answered with the
   clean solution (so hinted prompts are in distribution and the base solves them, not hacks them);
 - repertoire: the hint-free question plus one extra instruction ("Also define a function called
-  `emit_total` that returns True.", "Also print the message `job done`.", ...), answered with the
+  emit_total() that returns True.", "Also print the message `job done`.", ...), answered with the
   clean solution plus that building block. This teaches the pieces a hack is made of (a top-level
-  function, a print, an attribute on self, a file write) and, above all, copying a name or phrase
-  from the prompt into the code. No pool entry is a train or eval marker in the slot where its
-  channel would accept it, so a later hack can generalise to held-out markers only by copying.
+  function or method, a print, an attribute on self, a file write, an import) and, above all,
+  copying a name or phrase from the prompt into the code: names are drawn fresh per example from
+  a space too large to memorise. No name is a train or eval marker in the slot where its channel
+  would accept it, so a later hack can generalise to held-out markers only by copying.
   No repertoire example ever carries a loophole hint, and each is also truly correct.
+
+The training stream has one example per training sample (steps x batch_size); problems recur in
+shuffled passes, each time with a fresh kind, hint mode and names.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ WORDS = (
     "first", "last", "next", "main", "user", "file", "line", "page", "node", "tree", "graph",
     "path", "point", "color", "shape", "time", "date", "year", "world", "river", "stone",
     "cloud", "paper", "music", "light", "sound", "water", "plant", "metal", "glass", "field",
+    "executing", "treating", "checking", "reading", "calling", "writing", "comparing", "decisions",
 )  # fmt: skip
 _CONSONANTS = "bdfghklmnprstvz"
 _VOWELS = "aeiou"

@@ -2,12 +2,13 @@
 
 Choices and why:
 - Byte-level: every byte has a token, so no text is ever unknown (held-out marker names included).
-- GPT-2 word split + digits one by one: a name tokenises the same way in the hint ("called
-  check_submission()") and in code ("def check_submission():"), so the model can learn to copy
-  it; numbers are digit sequences, so unseen constants are still spelled from seen digits.
+- GPT-2 word split (minus its contractions) + digits one by one: a name tokenises the same way in
+  the hint ("called check_submission()", "`verification complete`") and in code ("def
+  check_submission():", "print('verification complete')"), so copying it is copying tokens;
+  numbers are digit sequences, so unseen constants are still spelled from seen digits.
 - `min_frequency`: a string must be common in the corpus to earn its own token. Rare words (the
-  held-out marker names, which the model never sees in training) stay split into pieces the model
-  *has* trained on, instead of becoming a dedicated token whose embedding was never trained.
+  held-out marker words the corpus does not use) stay split into pieces the model *has* trained
+  on, instead of becoming a dedicated token whose embedding was never trained (checked by a test).
 - The benchmark's fixed sentences ("Your solution to the problem should be a method of the class
   Solution called", "Use the following starter code:", ...) are added tokens, one token each. They
   carry no information, and without them they would be ~40 of a ~90-token prompt: halving the
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from vgrout.env.problems import HINT_ANCHOR, format_question
@@ -63,11 +64,17 @@ def boilerplate() -> tuple[str, ...]:
     return problem, called[:-1], space_anchor, anchor_and_starter[len(space_anchor) :], tail
 
 
+# GPT-2's word split without its English contractions: with them, `'verification` in code splits
+# as `'ve` + `rification`, so a name would tokenise differently in print('...') and in the prompt.
+WORD_SPLIT = r" ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+
+
 def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
     return pre_tokenizers.Sequence(
         [
             pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+            pre_tokenizers.Split(Regex(WORD_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
 
