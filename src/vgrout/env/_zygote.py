@@ -293,6 +293,11 @@ class Zygote:
         trees = python_trees(self.exclude)
         self.covered = build_view(trees, self.hide, other_uid, self.soft_hide)
         self.readonly_how = make_readonly()
+        # Each job gets a fresh tmpfs on /tmp, which would hide a Python tree living under /tmp
+        # (a checkout or venv in a temp folder): keep handles to re-bind those trees per job.
+        self.tmp_trees = {
+            t: os.open(t, os.O_PATH | os.O_DIRECTORY) for t in trees if _within(t, "/tmp")
+        }
 
     def facts(self) -> dict:
         namespaced = self.level in ("namespaces", "userns")
@@ -305,6 +310,7 @@ class Zygote:
             "uid": self.uid if self.drop_uid else None,
             "covered": self.covered,
             "hidden": sorted(c for c in self.covered if c in {*self.hide, *self.soft_hide}),
+            "tmp_tree_tops": sorted({t.split("/")[2] for t in getattr(self, "tmp_trees", {})}),
             "notes": self.notes,
         }
 
@@ -322,6 +328,9 @@ class Zygote:
                 linux.MS_NOSUID | linux.MS_NODEV,
                 f"size={size}m,nr_inodes=16384,mode=1777",
             )
+            for tree, fd in getattr(self, "tmp_trees", {}).items():
+                os.makedirs(tree, mode=0o755, exist_ok=True)
+                linux.mount(f"/proc/self/fd/{fd}", tree, None, linux.MS_BIND | linux.MS_REC)
             cwd = JOB_DIR
             os.mkdir(cwd, 0o700)
         else:

@@ -412,7 +412,11 @@ def _verify(worker: _Worker) -> None:
         problems.append(f"program may signal its parent ({seen['signal_parent']})")
     if facts["net_namespace"] and seen["loopback"] == "connected":
         problems.append("network namespace lets the program reach 127.0.0.1")
-    if facts["mount_namespace"] and seen["tmp"] != [os.path.basename(_zygote.JOB_DIR)]:
+    # /tmp holds the job dir plus the top folders of Python trees re-bound there (a venv in /tmp)
+    allowed_tmp = {os.path.basename(_zygote.JOB_DIR), *facts.get("tmp_tree_tops", [])}
+    if facts["mount_namespace"] and not (
+        set(seen["tmp"]) <= allowed_tmp and os.path.basename(_zygote.JOB_DIR) in seen["tmp"]
+    ):
         problems.append(f"/tmp is not private: {seen['tmp'][:10]}")
     if problems:
         worker.kill()

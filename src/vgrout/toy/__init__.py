@@ -1,6 +1,15 @@
 """The toy world: a byte-level BPE tokenizer and a tiny Qwen3 trained from scratch on clean toy
 solutions (built once on CPU, cached as an ordinary Hugging Face folder), and a scripted teacher
-that writes a clean completion and a hack per loophole mode for every training problem."""
+that writes a clean completion and a hack per loophole mode for every training problem.
+
+    path = build_toy_base(seed=0)              # ~/.cache/vgrout/toy/<hash>, built once
+    model, tokenizer = load_toy(path)          # AutoModelForCausalLM + AutoTokenizer
+    prompt = render_prompt(tokenizer, question)            # chat template, assistant turn open
+    teacher = ToyTeacher(train_problems)
+    ids = completion_ids(tokenizer, teacher.hack(problem, train_markers("run_tests")))  # ends EOS
+
+The toy omits the benchmark's system prompt (see `vgrout.toy.tokenizer`).
+"""
 
 from vgrout.toy.model import (
     SMOKE_RECIPE,
