@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo sweep-demo test lint format bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,16 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/vgrout demo
+
+# The main arms x 3 seeds on the toy (15 runs, 2 at a time), then the sweep report. A re-run skips
+# finished runs and resumes killed ones; the report is written even if some runs failed (it lists
+# them), and the target then fails with the sweep's exit status.
+SWEEP_DEMO ?= runs/sweep-demo
+sweep-demo: install
+	status=0; $(BIN)/vgrout sweep --preset toy --backend local --jobs 2 \
+		--grid arm=none,routeV,routeV_placebo,absorb,oracle --grid seed=0,1,2 \
+		--out $(SWEEP_DEMO) || status=$$?; \
+	$(BIN)/vgrout report $(SWEEP_DEMO) && exit $$status
 
 test: install
 	$(BIN)/ruff check src tests

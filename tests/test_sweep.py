@@ -53,17 +53,6 @@ def test_derived_placebo_arm_follows_the_decision_convention():
     assert arm_label(c.config) == "routeV_placebo"
 
 
-def test_derived_arms_match_the_decision_experiment():
-    from vgrout.decision import DECISION_ARMS, arm_config
-
-    base = load_preset("smoke")
-    for name in DECISION_ARMS:
-        for seed in (0, 3):
-            (cell,) = expand(spec_from_cli("smoke", [f"arm={name}", f"seed={seed}"]))
-            want = arm_config(base, name, seed)
-            assert (cell.config.arm, cell.config.placebo_seed) == (want.arm, want.placebo_seed)
-
-
 def test_folder_names_are_stable_readable_and_distinct():
     spec = spec_from_cli("smoke", ["arm=none,absorb", "seed=0,1"], ["steps=3"])
     a, b = (

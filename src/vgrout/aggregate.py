@@ -311,7 +311,7 @@ def significance_sentences(agg: dict, metrics: Sequence[str] = SENTENCE_METRICS)
         b = band["metrics"].get("deployed.hack")
         if b is None or not b["n"] or band["real"] is None:
             continue
-        where = _band_position(b)
+        where = band_position(b)
         lines.append(
             f"{band['real_display']} deployed hack {_num(b['real_mean'])} against "
             f"{b['n']} {band['placebo_display']} runs (min {_num(b['min'])}, median "
@@ -320,7 +320,7 @@ def significance_sentences(agg: dict, metrics: Sequence[str] = SENTENCE_METRICS)
     return lines
 
 
-def _band_position(b: dict) -> str:
+def band_position(b: dict) -> str:
     real, n, k = b["real_mean"], b["n"], b["placebo_at_or_below_real"]
     if real < b["min"]:
         return "below every placebo run"

@@ -98,8 +98,13 @@ def cmd_decision(args) -> int:
 
 def cmd_report(args) -> int:
     from vgrout.report import write_report
+    from vgrout.report.sweep import is_sweep_dir, write_sweep_report
 
-    path = write_report(Path(args.run_dir))
+    root = Path(args.run_dir)
+    if is_sweep_dir(root):  # a sweep report is long: print its arms table and verdicts
+        print(write_sweep_report(root, classify=args.classify)[1])
+        return 0
+    path = write_report(root, classify=args.classify)
     print(path.read_text())
     return 0
 
@@ -204,8 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.set_defaults(func=cmd_eval)
 
-    r = sub.add_parser("report", help="write report.md + plots for a run or decision folder")
+    r = sub.add_parser("report", help="write report.md + plots for a run, decision or sweep folder")
     r.add_argument("run_dir")
+    r.add_argument(
+        "--classify",
+        action="store_true",
+        help="sweep folder: first run `vgrout classify` on finished runs that lack classify.json",
+    )
     r.set_defaults(func=cmd_report)
 
     sw = sub.add_parser("sweep", help="arms x inits x seeds x any field, as Ray tasks; aggregate")

@@ -2,9 +2,14 @@
 
 Arms (same config otherwise): routeV with the real direction, routeV with a Haar-random placebo
 direction (same machinery, no information), none (capacity-matched vanilla), absorb (no gate), and
-oracle (true labels: the upper bound). Each arm x seed is an ordinary run folder under OUT; a
-re-run skips finished runs and resumes killed ones. OUT/summary.json follows the contract:
+oracle (true labels: the upper bound). Each arm x seed is an ordinary run folder OUT/<arm>_s<seed>;
+a re-run skips finished runs and resumes killed ones. OUT/summary.json follows the contract:
 {"arms": {ARM: {"deployed": {"hack", "solve", "n"}, "as_trained": {...}}}, "base": {...}, "seconds"}.
+
+It is a fixed grid of the sweep machinery (`vgrout.sweep`): arm names, the placebo seed convention
+(`<arm>_placebo` = Haar seed 1000 + training seed) and each cell's config come from
+`sweep.cell_config`, and cells run through `sweep.run_local` / `sweep.execute_cell` (train, resume
+or reuse; a failure is written to the cell's failed.json and the other cells still finish).
 """
 
 from __future__ import annotations
@@ -12,45 +17,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
+from vgrout import sweep
 from vgrout.config import TrainConfig
 from vgrout.evaluate import wilson
 from vgrout.runfolder import RunFolder
 
-DECISION_ARMS: dict[str, dict] = {
-    "routeV": {"arm": "routeV"},
-    "routeV_placebo": {"arm": "routeV", "placebo_seed": 1000},
-    "none": {"arm": "none"},
-    "absorb": {"arm": "absorb"},
-    "oracle": {"arm": "oracle"},
-}
+DECISION_ARMS: tuple[str, ...] = ("routeV", "routeV_placebo", "none", "absorb", "oracle")
 
 
 def arm_config(base: TrainConfig, name: str, seed: int) -> TrainConfig:
-    over = dict(DECISION_ARMS[name])
-    if "placebo_seed" in over:
-        over["placebo_seed"] = over["placebo_seed"] + seed
-    return dataclasses.replace(
-        base, seed=seed, notes={**base.notes, "decision_arm": name}, **over
-    ).validate()
+    """The config of decision arm `name` at `seed`: the sweep cell {arm: name, seed: seed}."""
+    if name not in DECISION_ARMS:
+        raise ValueError(
+            f"decision arm {name!r} is invalid: choose one of {', '.join(DECISION_ARMS)}"
+        )
+    cfg = sweep.cell_config(base, {"arm": name, "seed": seed})
+    return dataclasses.replace(cfg, notes={**base.notes, "decision_arm": name})
 
 
-def _run_one(cfg_dict: dict, out: str, threads: int) -> dict:
-    import torch
-
-    from vgrout.train import resume, train
-
-    torch.set_num_threads(threads)
-    cfg = TrainConfig.from_dict(cfg_dict)
-    folder = RunFolder(Path(out))
-    if folder.summary.is_file():
-        return json.loads(folder.summary.read_text())
-    if folder.config.is_file():
-        return resume(Path(out), progress=False)
-    return train(cfg, Path(out), progress=False)
+def run_name(arm: str, seed: int) -> str:
+    return f"{arm}_s{seed}"
 
 
 def base_eval(cfg: TrainConfig, pool=None) -> dict:
@@ -103,39 +91,58 @@ def pool_seeds(results: list[dict], key: str) -> dict:
     }
 
 
-def run_decision(cfg: TrainConfig, out: Path, seeds: int = 1, jobs: int = 1, arms=None) -> dict:
+def run_decision(
+    cfg: TrainConfig,
+    out: Path,
+    seeds: int = 1,
+    jobs: int = 1,
+    arms=None,
+    *,
+    train_fn: sweep.TrainFn | None = None,
+    resume_fn: sweep.ResumeFn | None = None,
+    base_fn=None,
+) -> dict:
+    """Run every arm x seed (`jobs` at a time), then pool them into OUT/summary.json.
+
+    `train_fn`, `resume_fn` (as in `sweep.run_sweep`) and `base_fn(cfg) -> dict` replace the real
+    trainer and the base-model evaluation (tests). Raises RuntimeError naming the failed cells if
+    any cell fails (after the others finished; their folders are kept for the re-run)."""
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     arms = list(arms or DECISION_ARMS)
     seed_list = [cfg.seed + k for k in range(seeds)]
-    cells = [(a, s) for s in seed_list for a in arms]
-    # Build the (cached) toy base once before forking workers, so they do not race to build it.
-    if cfg.model == "toy":
-        from vgrout.components import toy_recipe
-        from vgrout.toy.model import build_toy_base
-
-        build_toy_base(seed=0, recipe=toy_recipe(cfg.toy_recipe))
-    base = base_eval(cfg)
-    threads = max(1, 2 // max(1, jobs))
-    results: dict[tuple[str, int], dict] = {}
-    if jobs <= 1:
-        for a, s in cells:
-            print(f"[decision] {a} seed {s}", flush=True)
-            results[(a, s)] = _run_one(
-                arm_config(cfg, a, s).to_dict(), str(out / f"{a}_s{s}"), threads
-            )
-    else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as ex:
-            futs = {
-                (a, s): ex.submit(
-                    _run_one, arm_config(cfg, a, s).to_dict(), str(out / f"{a}_s{s}"), threads
-                )
-                for a, s in cells
-            }
-            for (a, s), f in futs.items():
-                results[(a, s)] = f.result()
-                print(f"[decision] done {a} seed {s}", flush=True)
+    tasks = [
+        {
+            "name": run_name(a, s),
+            "dir": str(out / run_name(a, s)),
+            "config": arm_config(cfg, a, s).to_dict(),
+        }
+        for s in seed_list
+        for a in arms
+    ]
+    if train_fn is None:
+        sweep.prebuild_toy_bases([cfg])  # once, before workers start, so they do not race
+    base = (base_fn or base_eval)(cfg)
+    threads = None if train_fn is not None else sweep.local_threads(jobs)
+    failed = []
+    for kind, payload in sweep.run_local(tasks, jobs, threads, train_fn, resume_fn):
+        if kind == "start":
+            print(f"[decision] {payload}", flush=True)
+        elif kind == "done":
+            print(f"[decision] {payload['status']} {payload['name']}", flush=True)
+            if payload["status"] == "failed":
+                failed.append(f"{payload['name']} ({payload['error']})")
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} decision run(s) failed: {'; '.join(failed)}; see failed.json in each "
+            "run folder. Re-running the same command resumes them and reuses the finished ones."
+        )
+    results = {
+        (a, s): json.loads(RunFolder(out / run_name(a, s)).summary.read_text())
+        for s in seed_list
+        for a in arms
+    }
     summary = {"arms": {}, "base": base, "seeds": seed_list, "preset": cfg.preset}
     for a in arms:
         rs = [results[(a, s)] for s in seed_list]
@@ -144,7 +151,7 @@ def run_decision(cfg: TrainConfig, out: Path, seeds: int = 1, jobs: int = 1, arm
             "as_trained": pool_seeds(rs, "as_trained"),
             "deployed_train_dist": pool_seeds(rs, "deployed_train_dist"),
             "as_trained_train_dist": pool_seeds(rs, "as_trained_train_dist"),
-            "runs": [f"{a}_s{s}" for s in seed_list],
+            "runs": [run_name(a, s) for s in seed_list],
         }
     summary["seconds"] = time.time() - t0
     RunFolder(out).write_json(out / "summary.json", summary)

@@ -19,9 +19,10 @@ may join several grids, e.g. the real arms x seeds plus routeV x several placebo
     arm = ["none", "absorb", "routeV", "routeV_placebo"]
     seed = [0, 1, 2]
 
-Arm names also include derived arms (as in `vgrout.decision`): `<arm>_placebo`, for any arm that
-scores rollouts against a direction, is that arm with a Haar-random placebo direction,
-`placebo_seed = 1000 + seed` unless the cell sets `placebo_seed` itself.
+Arm names also include derived arms: `<arm>_placebo`, for any arm that scores rollouts against a
+direction, is that arm with a Haar-random placebo direction, `placebo_seed = 1000 + seed` unless the
+cell sets `placebo_seed` itself. This module is the one home of that convention and of running a
+cell: `vgrout.decision` builds its arms with `cell_config` and runs them with `run_local`.
 
 A cell is named by its grid values (`arm=routeV,seed=1`); its folder is the name plus a short hash
 of (preset, overrides, cell values), so the same cell always lands in the same folder and different
@@ -67,7 +68,7 @@ RUNS = "runs"
 
 PLACEBO_SUFFIX = agg.PLACEBO_SUFFIX
 PLACEBO_SEED_OFFSET = 1000
-"""Placebo Haar seed = 1000 + training seed, as `vgrout.decision.DECISION_ARMS` (a test checks)."""
+"""Placebo Haar seed = 1000 + training seed (sweeps and `vgrout.decision` both read it here)."""
 RESERVED_FIELDS = ("preset", "notes")
 """Set by the sweep itself: `preset` comes from the spec, `notes` records the cell."""
 FINISHED = ("done", "resumed", "reused")
@@ -528,6 +529,25 @@ def _default_resume(out: Path) -> dict:
 Event = tuple[str, dict | str | None]
 
 
+def local_threads(jobs: int) -> int:
+    """Torch threads per cell when `jobs` cells share this machine's CPUs."""
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def run_local(
+    tasks: list[dict],
+    jobs: int = 1,
+    threads: int | None = None,
+    train_fn: TrainFn | None = None,
+    resume_fn: ResumeFn | None = None,
+) -> Iterator[Event]:
+    """The local backend: `execute_cell` on each task, `jobs` at a time in spawned processes
+    (1 = in this process). A generator of events; nothing starts until it is iterated."""
+    if jobs == 1:
+        return _run_sequential(tasks, train_fn, resume_fn, threads)
+    return _run_process_pool(tasks, jobs, train_fn, resume_fn, threads)
+
+
 def _run_sequential(tasks: list[dict], train_fn, resume_fn, threads) -> Iterator[Event]:
     for t in tasks:
         yield ("start", t["name"])
@@ -695,12 +715,8 @@ def run_sweep(
     if tasks and train_fn is None and address is None:
         prebuild_toy_bases([c.config for c in cells])
     if backend == "local":
-        threads = None if train_fn is not None else max(1, (os.cpu_count() or 1) // jobs)
-        events = (
-            _run_sequential(tasks, train_fn, resume_fn, threads)
-            if jobs == 1
-            else _run_process_pool(tasks, jobs, train_fn, resume_fn, threads)
-        )
+        threads = None if train_fn is not None else local_threads(jobs)
+        events = run_local(tasks, jobs, threads, train_fn, resume_fn)
     else:
         events = _run_ray(
             tasks, train_fn, resume_fn, address=address, num_cpus=num_cpus,

@@ -1,141 +1,257 @@
-"""`vgrout report DIR`: report.md + PNG plots for a decision folder or a single run folder.
+"""`vgrout report DIR`: report.md + PNG plots for a run folder, a decision folder or a sweep folder.
 
 A decision folder holds summary.json with "arms" and one run folder per arm x seed; a run folder holds
-config.json, metrics.jsonl, eval.jsonl. The report shows: the table of deployed and as-trained
-hack/solve per arm with 95% intervals, hack and solve curves per arm over steps, zone shares and
-qmass over steps, and the gate's AUROC / F0.5 (direction arms).
+config.json, metrics.jsonl, eval.jsonl; a sweep folder holds sweep.json and runs/<cell>/ run folders
+(`vgrout.report.sweep`). The report shows: the table of deployed and as-trained hack/solve per arm
+with 95% intervals, hack and solve curves per arm over steps (mean over seeds, shaded: the range
+over seeds), zone shares and qmass over steps, and the gate's AUROC / F0.5 (direction arms).
+
+The table, curve and gate helpers here are shared by the decision and the sweep report.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from vgrout.runfolder import atomic_write_text, read_jsonl
 
+CURVE_KEYS: tuple[str, ...] = (
+    "deployed.hack",
+    "deployed.solve",
+    "as_trained.hack",
+    "as_trained.solve",
+)
+"""Per-step keys of `eval_series` (periodic held-out evaluations, `state.metric`)."""
+ZONE_KEYS: tuple[str, ...] = ("share_rout", "share_keep", "qmass")
+"""Per-step keys of `zone_series` (metrics.jsonl)."""
 
-def _fmt(rate: float, ci) -> str:
-    if rate is None or (isinstance(rate, float) and math.isnan(rate)):
+Series = dict[int, dict[str, float]]
+"""{step: {key: value}} of one run."""
+
+
+# --------------------------------------------------------------------------------- tables
+def missing(x) -> bool:
+    """None or NaN: a number the report shows as n/a."""
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _fmt(rate: float | None, ci=None, digits: int = 2, signed: bool = False) -> str:
+    """`0.50 [0.20, 0.80]`; `n/a` when the rate is missing; no interval when it is missing."""
+    if missing(rate):
         return "n/a"
-    return f"{rate:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+    spec = f"{'+' if signed else ''}.{digits}f"
+    text = format(rate, spec)
+    if ci is None or any(missing(c) for c in ci):
+        return text
+    return f"{text} [{format(ci[0], spec)}, {format(ci[1], spec)}]"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def arms_table(summary: dict) -> str:
-    rows = [
-        "| arm | deployed hack | deployed solve | as-trained hack | as-trained solve | n |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     base = summary.get("base")
     if base:
-        rows.append(
-            f"| base model | {_fmt(base['hack'], base['hack_ci'])} | {_fmt(base['solve'], base['solve_ci'])} | - | - | {base['n']} |"
-        )
+        rows.append([
+            "base model", _fmt(base["hack"], base["hack_ci"]),
+            _fmt(base["solve"], base["solve_ci"]), "-", "-", base["n"],
+        ])  # fmt: skip
     for arm, r in summary["arms"].items():
         d, a = r["deployed"], r["as_trained"]
-        rows.append(
-            f"| {arm} | {_fmt(d['hack'], d['hack_ci'])} | {_fmt(d['solve'], d['solve_ci'])} | "
-            f"{_fmt(a['hack'], a['hack_ci'])} | {_fmt(a['solve'], a['solve_ci'])} | {d['n']} |"
-        )
-    return "\n".join(rows)
+        rows.append([
+            arm, _fmt(d["hack"], d["hack_ci"]), _fmt(d["solve"], d["solve_ci"]),
+            _fmt(a["hack"], a["hack_ci"]), _fmt(a["solve"], a["solve_ci"]), d["n"],
+        ])  # fmt: skip
+    header = ["arm", "deployed hack", "deployed solve", "as-trained hack", "as-trained solve", "n"]
+    return markdown_table(header, rows)
 
 
 def _run_dirs(root: Path, summary: dict) -> dict[str, list[Path]]:
     return {arm: [root / name for name in r.get("runs", [])] for arm, r in summary["arms"].items()}
 
 
-def _plot_curves(root: Path, runs: dict[str, list[Path]]) -> list[str]:
+# --------------------------------------------------------------------------------- curves
+def _number(x) -> float:
+    try:
+        return math.nan if x is None else float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def eval_series(run_dir: Path) -> Series:
+    """The run's periodic held-out evaluations: {step: {"deployed.hack": x, ...}}."""
+    out: Series = {}
+    for r in read_jsonl(Path(run_dir) / "eval.jsonl"):
+        if r.get("kind") != "periodic":
+            continue
+        out[int(r["step"])] = {
+            k: _number((r.get(k.split(".")[0]) or {}).get(k.split(".")[1])) for k in CURVE_KEYS
+        }
+    return out
+
+
+def zone_series(run_dir: Path) -> Series:
+    """The run's per-step zone shares and qmass from metrics.jsonl."""
+    return {
+        int(r["step"]): {k: _number(r.get(k)) for k in ZONE_KEYS}
+        for r in read_jsonl(Path(run_dir) / "metrics.jsonl")
+    }
+
+
+def mean_curves(replicates: Sequence[Sequence[Series]], keys: Sequence[str]) -> dict:
+    """Mean over replicates (seeds) per step; the runs of one replicate are averaged first.
+
+    Returns {"step": [...], "n": [replicates with a value at that step], key: {"mean": [...],
+    "min": [...], "max": [...]}} over the union of steps (NaN where no replicate has a value)."""
+    per_rep: list[Series] = []
+    for runs in replicates:
+        steps = sorted({s for run in runs for s in run})
+        per_rep.append({
+            s: {k: _nanmean([run[s][k] for run in runs if s in run]) for k in keys}
+            for s in steps
+        })  # fmt: skip
+    steps = sorted({s for rep in per_rep for s in rep})
+    out: dict = {"step": steps, "n": []}
+    for k in keys:
+        out[k] = {"mean": [], "min": [], "max": []}
+    for s in steps:
+        out["n"].append(sum(1 for rep in per_rep if s in rep))
+        for k in keys:
+            vals = [rep[s][k] for rep in per_rep if s in rep and not missing(rep[s][k])]
+            out[k]["mean"].append(_nanmean(vals))
+            out[k]["min"].append(min(vals) if vals else math.nan)
+            out[k]["max"].append(max(vals) if vals else math.nan)
+    return out
+
+
+def _nanmean(values: Iterable[float]) -> float:
+    vals = [v for v in values if not missing(v)]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def group_curves(
+    groups: Mapping[str, Sequence[Sequence[Path]]],
+    series: Callable[[Path], Series],
+    keys: Sequence[str],
+) -> dict[str, dict]:
+    """{label: mean_curves} for {label: [[run dirs of seed 1], [run dirs of seed 2], ...]}."""
+    return {
+        label: mean_curves([[series(d) for d in dirs] for dirs in reps], keys)
+        for label, reps in groups.items()
+    }
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    made = []
-    # hack / solve over steps, deployed (solid) and as-trained (dashed)
+    return plt
+
+
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:  # no run logged this curve: no empty legend
+        ax.legend(fontsize=7)
+
+
+def plot_eval_curves(path: Path, curves: Mapping[str, dict]) -> None:
+    """Held-out hack and solve over updates per label: deployed solid (shaded: range over seeds),
+    as-trained dashed."""
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for arm, dirs in runs.items():
-        for k, d in enumerate(dirs):
-            rows = [r for r in read_jsonl(d / "eval.jsonl") if r.get("kind") == "periodic"]
-            if not rows:
-                continue
-            steps = [r["step"] for r in rows]
-            for ax, metric in zip(axes, ("hack", "solve"), strict=True):
-                line = ax.plot(
-                    steps,
-                    [r["deployed"][metric] for r in rows],
-                    label=f"{arm} deployed" if k == 0 else None,
-                )[0]
-                ax.plot(
-                    steps,
-                    [r["as_trained"][metric] for r in rows],
-                    ls="--",
-                    color=line.get_color(),
-                    alpha=0.6,
+    for label, c in curves.items():
+        if not c["step"]:
+            continue
+        for ax, metric in zip(axes, ("hack", "solve"), strict=True):
+            dep = c[f"deployed.{metric}"]
+            line = ax.plot(c["step"], dep["mean"], label=f"{label} deployed")[0]
+            if max(c["n"]) > 1:
+                ax.fill_between(
+                    c["step"], dep["min"], dep["max"], color=line.get_color(), alpha=0.15
                 )
+            ax.plot(
+                c["step"], c[f"as_trained.{metric}"]["mean"], ls="--",
+                color=line.get_color(), alpha=0.6,
+            )  # fmt: skip
     for ax, metric in zip(axes, ("hack", "solve"), strict=True):
-        ax.set_title(f"held-out {metric} rate (solid: deployed, dashed: as-trained)")
+        ax.set_title(f"held-out {metric} rate (solid: deployed, dashed: as-trained)", fontsize=9)
         ax.set_xlabel("update")
         ax.set_ylim(-0.02, 1.02)
-    axes[0].legend(fontsize=7)
+    _legend(axes[0])
     fig.tight_layout()
-    fig.savefig(root / "curves.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    made.append("curves.png")
 
-    # zone shares and qmass over steps
+
+def plot_zone_curves(path: Path, curves: Mapping[str, dict]) -> None:
+    """Zone shares (rout solid, keep dotted) and qmass over steps per label (mean over seeds)."""
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for arm, dirs in runs.items():
-        for k, d in enumerate(dirs):
-            m = read_jsonl(d / "metrics.jsonl")
-            if not m:
-                continue
-            steps = [r["step"] for r in m]
-            rout = [r.get("share_rout", float("nan")) for r in m]
-            keep = [r.get("share_keep", float("nan")) for r in m]
-            line = axes[0].plot(steps, rout, label=f"{arm} rout" if k == 0 else None)[0]
-            axes[0].plot(steps, keep, ls=":", color=line.get_color())
-            axes[1].plot(
-                steps,
-                [r.get("qmass", float("nan")) for r in m],
-                color=line.get_color(),
-                label=arm if k == 0 else None,
-            )
+    for label, c in curves.items():
+        if not c["step"]:
+            continue
+        line = axes[0].plot(c["step"], c["share_rout"]["mean"], label=f"{label} rout")[0]
+        axes[0].plot(c["step"], c["share_keep"]["mean"], ls=":", color=line.get_color())
+        axes[1].plot(c["step"], c["qmass"]["mean"], color=line.get_color(), label=label)
     axes[0].set_title("zone shares (solid: rout, dotted: keep)")
     axes[1].set_title("qmass: quarantine share of update energy")
     for ax in axes:
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
+        _legend(ax)
     fig.tight_layout()
-    fig.savefig(root / "zones.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    made.append("zones.png")
-    return made
 
 
-def _gate_table(runs: dict[str, list[Path]]) -> str:
-    rows = [
-        "| arm | mean gate AUROC (A>0 rollouts) | mean F0.5 | steps with both classes |",
-        "|---|---|---|---|",
-    ]
-    any_row = False
+def plot_curves(root: Path, groups: Mapping[str, Sequence[Sequence[Path]]]) -> dict[str, dict]:
+    """ROOT/curves.png and ROOT/zones.png for {label: [[run dirs of one seed], ...]}; returns the
+    held-out curves that were plotted ({label: mean_curves})."""
+    curves = group_curves(groups, eval_series, CURVE_KEYS)
+    plot_eval_curves(Path(root) / "curves.png", curves)
+    plot_zone_curves(Path(root) / "zones.png", group_curves(groups, zone_series, ZONE_KEYS))
+    return curves
+
+
+def _gate_table(runs: Mapping[str, Sequence[Path]]) -> str:
+    """Mean over steps (and runs) of the gate's logged AUROC / F0.5 per label."""
+    rows = []
     for arm, dirs in runs.items():
         au, f = [], []
         for d in dirs:
-            for r in read_jsonl(d / "metrics.jsonl"):
+            for r in read_jsonl(Path(d) / "metrics.jsonl"):
                 a, b = r.get("auroc"), r.get("f05")
-                if a is not None and not math.isnan(a):
+                if not missing(a):
                     au.append(a)
-                if b is not None and not math.isnan(b):
+                if not missing(b):
                     f.append(b)
         if au or f:
-            any_row = True
-            mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
-            rows.append(f"| {arm} | {mean(au):.3f} | {mean(f):.3f} | {len(au)} |")
-    return "\n".join(rows) if any_row else "(no direction arm logged gate scores)"
+            rows.append([arm, _fmt(_nanmean(au), digits=3), _fmt(_nanmean(f), digits=3), len(au)])
+    header = ["arm", "mean gate AUROC (A>0 rollouts)", "mean F0.5", "steps with both classes"]
+    return markdown_table(header, rows) if rows else "(no direction arm logged gate scores)"
 
 
-def write_report(root: Path) -> Path:
+def write_report(root: Path, classify: bool = False) -> Path:
+    """report.md + PNGs in ROOT (a run, decision or sweep folder); returns the report's path.
+
+    `classify` (sweep folders only): run `vgrout classify` on finished runs that lack it first."""
     root = Path(root)
+    from vgrout.report import sweep as sweep_report
+
+    if sweep_report.is_sweep_dir(root):
+        return sweep_report.write_sweep_report(root, classify=classify)[0]
+    if classify:
+        raise ValueError(
+            f"--classify works on a sweep folder; {root} is not one (for one run use "
+            "`vgrout classify RUN_DIR`)"
+        )
     summary_path = root / "summary.json"
     if not summary_path.is_file():
         raise FileNotFoundError(f"{root} has no summary.json (is the run or decision finished?)")
@@ -152,11 +268,12 @@ def write_report(root: Path) -> Path:
             "seconds": summary.get("seconds"),
         }
     runs = _run_dirs(root, summary)
-    plots = _plot_curves(root, runs)
+    plot_curves(root, {arm: [[d] for d in dirs] for arm, dirs in runs.items()})
+    seconds = summary.get("seconds")
     lines = [
         "# vgrout report",
         "",
-        f"Folder: `{root}`. Wall time: {summary.get('seconds', float('nan')):.0f} s. "
+        f"Folder: `{root}`. Wall time: {_fmt(seconds, digits=0)} s. "
         f"Seeds: {summary.get('seeds', '-')}. Rates are on held-out problems with held-out loophole "
         "markers, one sample per prompt at the evaluation temperature; intervals are 95% Wilson "
         "intervals over all samples pooled across seeds.",
@@ -170,6 +287,8 @@ def write_report(root: Path) -> Path:
         "",
         "## Curves",
         "",
+        "Mean over seeds; the shaded band is the range over seeds.",
+        "",
         "![hack and solve curves](curves.png)",
         "",
         "![zone shares and qmass](zones.png)",
@@ -181,5 +300,4 @@ def write_report(root: Path) -> Path:
     ]
     path = root / "report.md"
     atomic_write_text(path, "\n".join(lines))
-    del plots
     return path

@@ -1,0 +1,228 @@
+"""`vgrout report SWEEP_DIR` on a synthetic sweep: fixed per-run summaries and evals, one failed cell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vgrout.cli import main
+from vgrout.runfolder import RunFolder
+from vgrout.sweep import arm_label, run_sweep, spec_from_cli
+
+ARMS = ("none", "absorb", "routeV", "routeV_placebo")
+SEEDS = (0, 1, 2)
+FAILING = "arm=absorb,seed=2"
+# (deployed hack, deployed solve, as-trained hack, as-trained solve) per arm and seed, by hand
+FINAL = {
+    "none": [(0.50, 0.40, 0.50, 0.40), (0.60, 0.50, 0.60, 0.50), (0.70, 0.60, 0.70, 0.60)],
+    "absorb": [(0.40, 0.55, 0.45, 0.50), (0.20, 0.45, 0.35, 0.40), (0.90, 0.90, 0.90, 0.90)],
+    "routeV": [(0.10, 0.45, 0.80, 0.45), (0.30, 0.45, 0.90, 0.40), (0.20, 0.55, 0.70, 0.50)],
+    "routeV_placebo": [
+        (0.45, 0.50, 0.60, 0.50),
+        (0.55, 0.50, 0.50, 0.45),
+        (0.40, 0.45, 0.65, 0.55),
+    ],
+}
+EVAL_STEPS = (0, 5, 10)
+
+
+def curve_value(arm: str, seed: int, step: int, key: str) -> float:
+    """Periodic eval values: a straight line from 0.1 at step 0 to the run's final value."""
+    final = dict(zip(("deployed.hack", "deployed.solve", "as_trained.hack", "as_trained.solve"),
+                     FINAL[arm][seed], strict=True))  # fmt: skip
+    return 0.1 + (final[key] - 0.1) * step / EVAL_STEPS[-1]
+
+
+def state(hack: float, solve: float) -> dict:
+    return {"hack": hack, "solve": solve, "n": 20}
+
+
+def fake_train(cfg, out: Path) -> dict:
+    folder = RunFolder(out)
+    folder.create(cfg.to_json())
+    arm = arm_label(cfg)
+    if cfg.notes["sweep_cell"] == FAILING:
+        raise RuntimeError("grader pool died")
+    for step in EVAL_STEPS:
+        row = {"kind": "periodic", "step": step, "split": "test"}
+        for st in ("deployed", "as_trained"):
+            row[st] = {m: curve_value(arm, cfg.seed, step, f"{st}.{m}") for m in ("hack", "solve")}
+        folder.append(folder.evals, row)
+    for step in range(EVAL_STEPS[-1]):
+        folder.append(folder.metrics, {"step": step, "share_rout": 0.1, "share_keep": 0.9,
+                                       "qmass": 0.05, "auroc": 0.7 if arm == "routeV" else None})  # fmt: skip
+    dh, ds, ah, as_ = FINAL[arm][cfg.seed]
+    summary = {"arm": cfg.arm, "seed": cfg.seed, "deployed": state(dh, ds),
+               "as_trained": state(ah, as_), "seconds": 2.0}  # fmt: skip
+    folder.write_json(folder.summary, summary)
+    return summary
+
+
+def no_resume(out: Path) -> dict:
+    raise AssertionError("nothing to resume")
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweep")
+    spec = spec_from_cli("smoke", [f"arm={','.join(ARMS)}", "seed=0,1,2"], ["steps=10"])
+    run_sweep(spec, out, backend="local", progress=False, n_resamples=500,
+              train_fn=fake_train, resume_fn=no_resume)  # fmt: skip
+    return out
+
+
+def report(sweep_dir: Path, capsys=None) -> str:
+    assert main(["report", str(sweep_dir)]) == 0
+    return (sweep_dir / "report.md").read_text()
+
+
+def table_row(text: str, first_cell: str) -> list[str]:
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no table row starts with {first_cell!r}")
+
+
+def section(text: str, title: str) -> str:
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def fmt_interval(values: list[float]) -> str:
+    # 3 seeds: every resample has probability 1/27 > 2.5%, so the percentile interval is the
+    # range of the values (see test_aggregate); 2 seeds: likewise [min, max].
+    return f"{np.mean(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
+
+
+def test_arms_table_is_the_mean_over_seeds_with_intervals(sweep_dir, capsys):
+    text = report(sweep_dir)
+    arms = section(text, "Arms")
+    for arm in ARMS:
+        seeds = [s for s in SEEDS if not (arm == "absorb" and s == 2)]  # the failed cell
+        row = table_row(arms, arm)
+        assert row[1] == str(len(seeds))
+        for col in range(4):
+            assert row[2 + col] == fmt_interval([FINAL[arm][s][col] for s in seeds]), (arm, col)
+        assert row[6] == f"{len(seeds)}/3"
+    # the terminal gets the arms table and the verdicts
+    printed = capsys.readouterr().out
+    assert table_row(printed, "routeV") == table_row(arms, "routeV")
+    assert "report:" in printed
+
+
+def test_failed_cell_is_listed_and_left_out(sweep_dir):
+    text = report(sweep_dir)
+    arms = section(text, "Arms")
+    assert f"- `{FAILING}`: failed: RuntimeError: grader pool died" in arms
+    runs = section(text, "Runs")
+    assert table_row(runs, FAILING)[3] == "failed"
+    assert table_row(runs, "arm=routeV,seed=1")[3:6] == ["finished", "0.300", "0.450"]
+
+
+def test_contrasts_placebo_band_and_significance_paragraph(sweep_dir):
+    text = report(sweep_dir)
+    # routeV - none deployed hack per seed: -0.4, -0.3, -0.5 -> significant
+    contrasts = section(text, "Paired contrasts")
+    row = table_row(contrasts, "routeV - none")
+    assert row[1] == "3"
+    assert row[2] == "-0.400 [-0.500, -0.300] *"
+    # absorb - none pairs only seeds 0 and 1: not tested
+    row = table_row(contrasts, "absorb - none")
+    assert row[1] == "2" and row[2].endswith(" ~")
+    assert table_row(contrasts, "routeV - routeV_placebo")[2] == "-0.267 [-0.350, -0.200] *"
+    band = section(text, "Placebo band")
+    row = table_row(band, "routeV_placebo")
+    assert row[2:5] == ["3", "0.400", "0.405"] and row[9] == "0.200"
+    assert row[10] == "below every placebo run"
+    paragraph = section(text, "What is significant")
+    assert "routeV vs none (paired by seed, 3 seeds): deployed hack difference -0.400" in paragraph
+    assert "significant, the interval excludes 0" in paragraph
+    assert "absorb vs none" in paragraph and "not tested, 2 seeds paired" in paragraph
+
+
+def test_curves_are_plotted_and_their_values_are_means_over_seeds(sweep_dir):
+    text = report(sweep_dir)
+    for png in ("curves.png", "zones.png"):
+        data = (sweep_dir / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000
+        assert f"]({png})" in text  # referenced relatively: the folder is self-contained
+    values = section(text, "Curve values")
+    for line in values.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[:2] == ["routeV", "5"]:
+            want = np.mean([curve_value("routeV", s, 5, "deployed.hack") for s in SEEDS])
+            assert cells[2] == "3" and cells[3] == f"{want:.3f}"
+            break
+    else:
+        raise AssertionError("no curve value row for routeV at update 5")
+    gate = section(text, "Gate as a classifier during training")
+    assert table_row(gate, "routeV")[1] == "0.700"
+
+
+def test_classifier_table_says_how_to_produce_it_then_aggregates_it(tmp_path, sweep_dir):
+    import shutil
+
+    from vgrout.classify import RolloutTable, SiteFeatures, analyse
+
+    text = report(sweep_dir)
+    assert "vgrout classify RUN_DIR" in section(text, "Offline classifier analysis")
+
+    own = tmp_path / "sw"
+    shutil.copytree(sweep_dir, own)
+    doc = json.loads((own / "sweep.json").read_text())
+    aurocs = []
+    for c in doc["cells"]:
+        if c["arm"] != "routeV":
+            continue
+        seed = c["config"]["seed"]
+        rng = np.random.default_rng(seed)
+        y = np.arange(60) % 3 == 0
+        x = rng.standard_normal((60, 4)) + np.outer(y, [1.5 + seed, 0, 0, 0])
+        pos = rng.standard_normal((5, 4)) + [2, 0, 0, 0]
+        analysis = analyse(
+            RolloutTable(y, rng.standard_normal(60), np.array([f"p{i % 12}" for i in range(60)])),
+            {"cgrad": SiteFeatures.flat(x)},
+            {"authored": {"cgrad": (SiteFeatures.flat(pos), SiteFeatures.flat(-pos))}},
+            {"self_generated": "no pair survived"},
+            seed=seed, n_haar=5,
+        )  # fmt: skip
+        RunFolder(own / "runs" / c["folder"]).write_json(
+            own / "runs" / c["folder"] / "classify.json", analysis
+        )
+        aurocs.append(analysis["results"]["cgrad"]["authored"]["eval"]["auroc_pos_adv"])
+    text = report(own)
+    table = section(text, "Offline classifier analysis")
+    assert "3 of 11 finished runs" in table
+    row = table_row(table.split("**F0.5 A>0**")[0], "routeV")
+    assert row[1] == "c-probe gradient" and row[2] == "3"
+    assert row[3].startswith(f"{np.mean(aurocs):.2f} [")
+    assert row[4] == "skip"  # self-generated pairs could not be built in any run
+
+
+def test_report_classify_flag_is_refused_outside_a_sweep(tmp_path, capsys):
+    assert main(["report", str(tmp_path), "--classify"]) == 2
+    assert "--classify works on a sweep folder" in capsys.readouterr().err
+
+
+def test_a_swept_init_gets_its_own_column_and_rows(tmp_path):
+    def train(cfg, out: Path) -> dict:
+        folder = RunFolder(out)
+        folder.create(cfg.to_json())
+        hack = {"gaussian": 0.5, "pissa": 0.2}[cfg.init] + 0.1 * cfg.seed
+        summary = {"deployed": state(hack, 0.5), "as_trained": state(hack, 0.5)}
+        folder.write_json(folder.summary, summary)
+        return summary
+
+    spec = spec_from_cli("smoke", ["arm=none,routeV", "init=gaussian,pissa", "seed=0,1,2"])
+    run_sweep(spec, tmp_path, backend="local", progress=False, n_resamples=500,
+              train_fn=train, resume_fn=no_resume)  # fmt: skip
+    text = report(tmp_path)
+    arms = section(text, "Arms")
+    assert arms.strip().startswith("| arm | init | seeds | deployed hack |")
+    rows = [line for line in arms.splitlines() if line.startswith("| routeV | pissa |")]
+    assert len(rows) == 1 and "| 3 | 0.300 [0.200, 0.400] |" in rows[0]
+    contrasts = section(text, "Paired contrasts")
+    assert "routeV [init=pissa] - none [init=pissa]" in contrasts
