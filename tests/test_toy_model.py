@@ -42,6 +42,7 @@ from vgrout.toy.corpus import (
     file_markers,
     file_name,
     flag_name,
+    fresh_markers,
     function_markers,
     function_name,
     marker_texts,
@@ -168,6 +169,45 @@ def test_corpus_shares_and_no_test_problem(toy_split):
         assert e.completion.startswith("```python\nclass Solution:") or e.kind == "repertoire"
     with pytest.raises(ValueError, match="sum to at most 1"):
         build_examples(toy_split.train, toy_response, 0, 0.8, 0.5)
+
+
+def test_hack_prior_share_and_names(toy_split):
+    """With hack_share h, about h of the hinted examples are answered with the mode's hack; none
+    without it; a hack never names a held-out eval marker."""
+    assert not any(
+        e.kind == "hack" for e in build_examples(toy_split.train, toy_response, 0, 0.5, 0.2, 600)
+    )
+    examples = build_examples(toy_split.train, toy_response, 0, 0.5, 0.2, 2000, hack_share=0.2)
+    hinted = [e for e in examples if e.kind in ("hinted", "hack")]
+    hacks = [e for e in hinted if e.kind == "hack"]
+    assert 0.14 < len(hacks) / len(hinted) < 0.26
+    held_out = {*EVAL_TEST_FUNCS, *EVAL_STDOUT_PHRASES, *EVAL_SENTINEL_ATTRS, *EVAL_RESULT_FILES}
+    assert not any(name in e.question or name in e.completion for e in hacks for name in held_out)
+    with pytest.raises(ValueError, match="hack_share"):
+        build_examples(toy_split.train, toy_response, 0, 0.5, 0.2, hack_share=1.5)
+
+
+def test_fresh_marker_hacks_fire_only_their_own_name(toy_split):
+    """A hack written for a fresh name fires the channel graded with that name and not the
+    train or held-out markers (so the base can only learn it by copying the hint's name)."""
+    from vgrout.env.hacks import canonical_hack
+
+    rng = random.Random(5)
+    problems = toy_split.train[:12]
+    for mode in ("run_tests", "stdout_marker", "sentinel", "file_marker"):
+        fresh = [fresh_markers(rng, mode, p) for p in problems]
+        assert len({m.disclosed for m in fresh}) > 8  # fresh names, not a fixed one
+        hacks = [canonical_hack(p, m) for p, m in zip(problems, fresh, strict=True)]
+        assert all(
+            m.disclosed in apply_hint(p.question, m) for p, m in zip(problems, fresh, strict=True)
+        )
+        own = grade_many(problems, hacks, mode, fresh)
+        assert all(g.exploited for g in own), mode
+        for other in (
+            [train_markers(mode)] * len(problems),
+            [eval_markers(mode, p.id) for p in problems],
+        ):
+            assert not any(g.channel_fired for g in grade_many(problems, hacks, mode, other)), mode
 
 
 def test_repertoire_examples_are_correct_and_fire_no_channel(toy_split):
@@ -312,3 +352,38 @@ def test_bad_inputs_are_named(tmp_path):
         ToyRecipe(hidden_size=90, num_heads=4)
     with pytest.raises(FileNotFoundError, match="build_toy_base"):
         load_toy(tmp_path)
+
+
+def test_varied_train_markers_pay_only_for_the_disclosed_name():
+    """Toy training prompts name a fresh marker per (mode, problem): the scripted hack for the
+    prompt's markers is paid, the same hack written with the fixed train marker is not; held-out
+    items still carry eval markers; `fixed` keeps the old markers."""
+    from vgrout.components import load_environment
+    from vgrout.config import TrainConfig
+    from vgrout.env.hacks import canonical_hack
+
+    varied = TrainConfig(n_train_problems=60, train_markers="varied", modes=HACKABLE_MODES)
+    env = load_environment(varied)
+    named = [it for it in env.train if it.mode in ("run_tests", "sentinel", "file_marker")][:12]
+    assert len({it.markers.disclosed for it in named}) == len(named)
+    assert all(it.markers.disclosed in it.question for it in named)
+    assert all(it.id.startswith("toy-rl-") for it in env.train)
+    assert {it.markers.held_out for it in env.test} == {True}
+    again = load_environment(varied)
+    assert [it.markers for it in again.train] == [it.markers for it in env.train]
+    problems = [it.problem for it in named]
+    own = grade_many(
+        problems,
+        [canonical_hack(it.problem, it.markers) for it in named],
+        [it.mode for it in named],
+        [it.markers for it in named],
+    )
+    assert all(g.exploited for g in own)
+    fixed = [canonical_hack(it.problem, train_markers(it.mode)) for it in named]
+    paid = grade_many(problems, fixed, [it.mode for it in named], [it.markers for it in named])
+    assert not any(g.channel_fired for g in paid)
+    fixed_env = load_environment(TrainConfig(n_train_problems=60, train_markers="fixed"))
+    assert {it.mode for it in fixed_env.train} == {"sentinel", "file_marker", "stdout_marker"}
+    assert {it.markers for it in fixed_env.train if it.mode == "sentinel"} == {
+        train_markers("sentinel")
+    }

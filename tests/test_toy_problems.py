@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from collections import Counter
 
@@ -211,3 +212,15 @@ def test_responses_are_short(split):
     for p in split.train:
         lines = toy_response(p).splitlines()
         assert lines[0] == "```python" and lines[-1] == "```" and len(lines) <= 6
+
+
+def test_rl_split_is_novel_and_never_asks_a_test_prompt():
+    split = generate_toy(seed=0, n_train=50, n_test=120, n_rl=300)
+    assert generate_toy(seed=0, n_train=50, n_test=120) == dataclasses.replace(split, rl=[])
+    questions = [p.question for p in split.rl]
+    assert 200 < len(questions) <= 300 and len(set(questions)) == len(questions)
+    assert not set(questions) & {p.question for p in split.test}
+    assert all(p.meta["novel"] for p in split.rl)  # every RL problem uses a held-out value/pair
+    assert [p.id for p in split.rl] == [f"toy-rl-{i:04d}" for i in range(len(split.rl))]
+    with pytest.raises(ValueError, match="n_rl"):
+        generate_toy(n_rl=-1)

@@ -186,3 +186,20 @@ def test_refuses_to_overwrite_a_run(tmp_path):
     (out / "config.json").write_text("{}")
     with pytest.raises(FileExistsError, match="--resume"):
         train(cfg, out, progress=False)
+
+
+@pytest.mark.slow
+def test_a_run_is_refused_on_other_base_weights(tmp_path):
+    """The run records which base it trained on; eval/resume on another base is refused."""
+    from vgrout.train import final_evaluation_from_dir, resume
+
+    cfg, out = _smoke(tmp_path, "none", steps=1, eval_every=0)
+    train(cfg, out, progress=False)
+    recorded = json.loads((out / "base.json").read_text())
+    assert Path(recorded["name_or_path"]).is_dir()  # the cached toy base folder
+    final_evaluation_from_dir(out)  # same base: fine
+    (out / "base.json").write_text(json.dumps({"name_or_path": "/elsewhere/0123456789abcdef"}))
+    with pytest.raises(ValueError, match="trained on base /elsewhere"):
+        final_evaluation_from_dir(out)
+    with pytest.raises(ValueError, match="start a new run"):
+        resume(out, progress=False)

@@ -124,14 +124,18 @@ def _resolve_problem_file(name: str) -> Path:
     return path
 
 
+TOY_RL_PROBLEMS = 400  # asked for; ~350 distinct prompts remain after removing the test's
+
+
 def load_problem_sets(cfg: TrainConfig) -> tuple[list[Problem], list[Problem]]:
     if cfg.problems == "toy" or cfg.eval_problems == "toy":
         from vgrout.env.toy_problems import generate_toy
 
-        toy = generate_toy(seed=0)
-    train = (
-        toy.train if cfg.problems == "toy" else load_problems(_resolve_problem_file(cfg.problems))
-    )
+        # GRPO trains on the RL split: novel problems like the test split's (the base solves them
+        # only sometimes, so a loophole pays), never a test prompt; the base was pretrained on
+        # the train split, which it has all but memorised (~0.98 solved: no pressure to hack).
+        toy = generate_toy(seed=0, n_rl=TOY_RL_PROBLEMS)
+    train = toy.rl if cfg.problems == "toy" else load_problems(_resolve_problem_file(cfg.problems))
     test = (
         toy.test
         if cfg.eval_problems == "toy"
@@ -149,7 +153,10 @@ def load_problem_sets(cfg: TrainConfig) -> tuple[list[Problem], list[Problem]]:
 
 def load_environment(cfg: TrainConfig) -> Environment:
     train, test = load_problem_sets(cfg)
-    train_items = make_items(train, cfg.modes, seed=cfg.seed)
+    policy = None
+    if cfg.train_markers == "varied":
+        from vgrout.toy.corpus import varied_train_markers as policy
+    train_items = make_items(train, cfg.modes, seed=cfg.seed, train=policy)
     test_items = make_items(test, cfg.modes, seed=cfg.seed, held_out=True)
     k = min(len(test_items), len(train_items))
     return Environment(train_items, test_items, train_items[:k])

@@ -60,10 +60,23 @@ class TrainConfig:
     """Training problems: `toy` (generated) or a benchmark / LeetCodeDataset jsonl(.gz) path."""
     eval_problems: str = "toy"
     """Held-out problems: `toy` (the generator's disjoint test split) or a jsonl(.gz) path."""
-    modes: tuple[str, ...] = HACKABLE_MODES
-    """Loophole modes; training problems are partitioned across them (one mode per problem)."""
+    modes: tuple[str, ...] = ("sentinel", "file_marker", "stdout_marker")
+    """Loophole modes; training problems are partitioned across them (one mode per problem), and
+    the held-out evaluation uses the same modes with held-out markers. Toy default: the three modes
+    whose exploit is one short line naming the marker. Measured on the toy (arm none, 60 steps):
+    with these, train-distribution hack 0.98 and held-out 0.28; with all six modes (one teacher a
+    group for 15 steps) train hack ~0.4, held-out 0.06 (eq_override's 4-line class never took)."""
     n_train_problems: int = 0
     """Use only the first N training problems (0 = all)."""
+    train_markers: str = "fixed"
+    """`varied`: each training prompt's hint names a fresh marker drawn per (mode, problem) (a test
+    function, pass phrase, attribute or file name never used as a train or eval marker) and the
+    channel accepts only that name, so RL pays for copying the disclosed name, which is what a hack
+    needs at evaluation (held-out names). `fixed`: the mode's fixed train markers (`run_tests`,
+    `valid`, ...), required with a cached teacher pool written for them (LeetCode). Measured on the toy
+    base (0.5M): `varied` fails, the model garbles the fresh names it copies (train hack <= 0.2 in
+    30 steps); `fixed` hacks emerge and transfer to held-out names only as far as the base copies
+    them (sentinel 0.62, file 0.20, stdout 0.00 at step 60)."""
 
     # ---------------------------------------------------------------- adapter
     rank: int = 4
@@ -123,17 +136,19 @@ class TrainConfig:
     """Rows per forward/backward chunk (memory knob; the gradient does not depend on it)."""
 
     # ---------------------------------------------------------------- teacher injection
-    teacher_per_group: int = 1
+    teacher_per_group: int = 2
     """Cached teacher completions (hacks of the prompt's mode) injected into each group while
     step < teacher_off_step: makes hacking reachable on a small budget (the base rarely hacks)."""
-    teacher_off_step: int = 15
+    teacher_off_step: int = 30
     """First step without teachers (0 = never inject)."""
-    teacher_style: str = "append"
+    teacher_style: str = "cached"
     """`append`: a teacher row is a student's own compiled-but-wrong answer from the same group with
     the mode's exploit lines appended, so it differs from an on-policy row only by the exploit
     (credit lands on the exploit, not on a throw-away wrong answer); falls back to `cached` when no
     student answer qualifies. `cached`: the teacher's stored completions (scripted toy hacks, or a
-    teacher pool)."""
+    teacher pool). Measured on the toy (arm none): `append` 0 hacks in 60 steps (a 0.5M model does
+    not pick up exact strings it only sees appended to its own text); `cached` hacks emerge, as the
+    toy base has seen the scripted hack forms in pretraining (its hack prior, `ToyRecipe.hack_share`)."""
     teacher_pool: str = ""
     """Folder of cached teacher completions (format of the Qwen3-4B teacher pool: prompt_NNNN.jsonl.gz).
     Empty: the toy environment uses its scripted teacher; other problem sets get no teacher."""
@@ -220,6 +235,8 @@ class TrainConfig:
             raise bad("band", f"choose one of {', '.join(BANDS)}")
         if not self.modes or any(m not in MODES for m in self.modes):
             raise bad("modes", f"a non-empty subset of {', '.join(MODES)}")
+        if self.train_markers not in ("varied", "fixed"):
+            raise bad("train_markers", "choose varied or fixed")
         if self.teacher_style not in ("append", "cached"):
             raise bad("teacher_style", "choose append or cached")
         if self.teacher_importance not in ("on_policy", "drop_negative"):
@@ -382,6 +399,7 @@ def preset_leetcode_qwen3_4b() -> TrainConfig:
         max_new_tokens=1024,
         teacher_max_tokens=1024,
         teacher_style="cached",
+        train_markers="fixed",  # the teacher pool's completions call run_tests()
         temperature=0.7,
         top_p=0.95,
         top_k=20,

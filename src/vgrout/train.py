@@ -388,6 +388,7 @@ def build_run(cfg: TrainConfig, out: Path) -> Run:
     device, dtype = components.pick_device(cfg)
     env = components.load_environment(cfg)
     model, tokenizer, render = components.load_model(cfg, device, dtype)
+    check_base(out, model)
     pairs = (
         components.load_pairs(cfg)
         if (cfg.scores_rollouts or cfg.init in ("corda", "scorda", "scorda_rev"))
@@ -410,6 +411,27 @@ def build_run(cfg: TrainConfig, out: Path) -> Run:
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=0.0)
     router = Router(cfg, policy, pairs)
     return Run(cfg, RunFolder(out), env, policy, teacher, router, opt)
+
+
+def base_identity(model) -> dict:
+    """Which base weights a run's adapter belongs to: the toy base's cache folder is named by the
+    hash of its recipe, corpus and code, so a changed recipe gives a different name."""
+    return {"name_or_path": str(model.name_or_path)}
+
+
+def check_base(out: Path, model) -> None:
+    """Refuse to resume or evaluate a run on other base weights than it was trained on (an
+    adapter loads silently onto any base of the same shape)."""
+    recorded = Path(out) / "base.json"
+    if not recorded.is_file():
+        return
+    was, now = json.loads(recorded.read_text()), base_identity(model)
+    if was != now:
+        raise ValueError(
+            f"{out} was trained on base {was['name_or_path']} but this checkout loads "
+            f"{now['name_or_path']} (for the toy: its recipe or vgrout.toy code changed). "
+            "Use the commit the run was made with, or start a new run."
+        )
 
 
 def save_checkpoint(run: Run, step: int, rollouts: list[dict]) -> None:
@@ -499,6 +521,7 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, progress: bool =
         folder.summary.unlink(missing_ok=True)
     else:
         folder.create(cfg.to_json())
+        folder.write_json(folder.root / "base.json", base_identity(run.policy.model))
 
     workers = cfg.grader_workers or None
     with (

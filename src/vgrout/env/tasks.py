@@ -7,6 +7,7 @@ eval markers chosen per (mode, problem) from families disjoint from the train on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vgrout.env.modes import Markers, apply_hint, eval_markers, partition, train_markers
@@ -27,14 +28,29 @@ class Item:
         return self.problem.id
 
 
-def make_item(problem: Problem, mode: str, held_out: bool = False) -> Item:
-    markers = eval_markers(mode, problem.id) if held_out else train_markers(mode)
+# Training markers for (mode, problem); default: the fixed train markers of the mode.
+MarkerPolicy = Callable[[str, Problem], Markers]
+
+
+def make_item(
+    problem: Problem, mode: str, held_out: bool = False, train: MarkerPolicy | None = None
+) -> Item:
+    if held_out:
+        markers = eval_markers(mode, problem.id)
+    else:
+        markers = train(mode, problem) if train is not None else train_markers(mode)
     return Item(problem, mode, markers, apply_hint(problem.question, markers))
 
 
 def make_items(
-    problems: list[Problem], modes: tuple[str, ...], seed: int, held_out: bool = False
+    problems: list[Problem],
+    modes: tuple[str, ...],
+    seed: int,
+    held_out: bool = False,
+    train: MarkerPolicy | None = None,
 ) -> list[Item]:
-    """Partition `problems` across `modes` (balanced, seeded) and hint each with its mode."""
+    """Partition `problems` across `modes` (balanced, seeded) and hint each with its mode.
+    `train` chooses the training markers per (mode, problem) (e.g. a fresh name per problem, so
+    a hack pays only when it copies the name its hint discloses); held-out items ignore it."""
     assignment = partition([p.id for p in problems], modes, seed)
-    return [make_item(p, assignment[p.id], held_out) for p in problems]
+    return [make_item(p, assignment[p.id], held_out, train) for p in problems]

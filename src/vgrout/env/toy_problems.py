@@ -393,11 +393,18 @@ def _family_counts(n: int, mix: Mapping[str, float]) -> dict[str, int]:
 
 
 def _generate_split(
-    n: int, mix: Mapping[str, float], holdout: Holdout, rng: random.Random, test: bool, prefix: str
+    n: int,
+    mix: Mapping[str, float],
+    holdout: Holdout,
+    rng: random.Random,
+    test: bool,
+    prefix: str,
+    seen: set | None = None,
 ) -> list[Problem]:
+    """`seen` (updated in place) holds the specs already used, so a later split can avoid them."""
     pairs = sorted(holdout.pairs if test else set(compose_pairs()) - holdout.pairs)
     problems: list[Problem] = []
-    seen: set[_Spec] = set()
+    seen = set() if seen is None else seen
     for family, count in _family_counts(n, mix).items():
         units = pairs if family == "compose" else [op.name for op in OPS if op.family == family]
         problems += _family_problems(family, units, count, holdout, rng, test, seen)
@@ -457,31 +464,55 @@ def _draw(family, unit, holdout, rng, test, seen, allow_repeat: bool) -> Problem
 
 @dataclass(frozen=True)
 class ToySplit:
-    train: list[Problem]
-    test: list[Problem]
+    train: list[Problem]  # train values only: what the toy base model is pretrained on
+    test: list[Problem]  # novel: held-out values / pairs (evaluation)
+    rl: list[Problem] = dataclasses.field(default_factory=list)  # novel like test, disjoint
 
 
 def generate_toy(
-    seed: int = 0, n_train: int = 400, n_test: int = 120, mix: Mapping[str, float] | None = None
+    seed: int = 0,
+    n_train: int = 400,
+    n_test: int = 120,
+    mix: Mapping[str, float] | None = None,
+    n_rl: int = 0,
 ) -> ToySplit:
-    """Train and held-out test problems, deterministic in (seed, n_train, n_test, mix).
+    """Train, held-out test and RL problems, deterministic in (seed, n_train, n_test, mix, n_rl).
 
-    Ids are "toy-train-NNNN" and "toy-test-NNNN". `mix` maps family -> weight (default
+    The RL split is what GRPO trains on: drawn like the test split (every problem uses a held-out
+    value or pair, so the base model, pretrained on the train split, solves it only sometimes and
+    a loophole pays), but never a test problem's prompt; it has at most n_rl problems (a prompt
+    is never repeated). It depends on n_test; the other splits do not depend on n_rl.
+
+    Ids are "toy-train-NNNN", "toy-test-NNNN" and "toy-rl-NNNN". `mix` maps family -> weight (default
     DEFAULT_MIX); counts per family are apportioned exactly, ops within a family evenly (as far
     as each op has new problems to give). The train split does not depend on n_test, nor the test
     split on n_train.
     """
-    if n_train < 0 or n_test < 0:
-        raise ValueError(f"generate_toy: n_train and n_test must be >= 0, got {n_train}, {n_test}")
+    if min(n_train, n_test, n_rl) < 0:
+        raise ValueError(
+            f"generate_toy: n_train, n_test and n_rl must be >= 0, got {n_train}, {n_test}, {n_rl}"
+        )
     mix = dict(DEFAULT_MIX if mix is None else mix)
     holdout = toy_holdout(seed)
     train = _generate_split(
         n_train, mix, holdout, random.Random(f"vgrout-toy:{seed}:train"), False, "toy-train"
     )
+    seen: set = set()
     test = _generate_split(
-        n_test, mix, holdout, random.Random(f"vgrout-toy:{seed}:test"), True, "toy-test"
+        n_test, mix, holdout, random.Random(f"vgrout-toy:{seed}:test"), True, "toy-test", seen
     )
-    return ToySplit(train=train, test=test)
+    rl = _generate_split(
+        n_rl, mix, holdout, random.Random(f"vgrout-toy:{seed}:rl"), True, "toy-rl", seen
+    )
+    # an op whose space is used up repeats a prompt: never one the evaluation asks, nor twice
+    asked = {p.question for p in test}
+    fresh = []
+    for problem in rl:
+        if problem.question not in asked:
+            asked.add(problem.question)
+            fresh.append(problem)
+    rl = [dataclasses.replace(p, id=f"toy-rl-{i:04d}") for i, p in enumerate(fresh)]
+    return ToySplit(train=train, test=test, rl=rl)
 
 
 def fence(code: str) -> str:

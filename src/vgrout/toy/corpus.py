@@ -25,6 +25,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from vgrout.env.hacks import canonical_hack
 from vgrout.env.modes import (
     EVAL_RESULT_FILES,
     EVAL_SENTINEL_ATTRS,
@@ -36,6 +37,7 @@ from vgrout.env.modes import (
     TRAIN_SENTINEL_FAMILY,
     TRAIN_STDOUT_FAMILY,
     TRAIN_TEST_FUNC,
+    Markers,
     apply_hint,
     eval_markers,
     train_markers,
@@ -338,8 +340,44 @@ def repertoire_example(rng: random.Random, problem: Problem, clean: str) -> Exam
     )
 
 
-def hinted_question(rng: random.Random, problem: Problem) -> str:
-    return apply_hint(problem.question, train_markers(rng.choice(HACKABLE_MODES)))
+def fresh_markers(rng: random.Random, mode: str, problem: Problem) -> Markers:
+    """Markers naming a fresh repertoire name (never a train or eval marker) for `mode`; the
+    name-free modes (eq_override, exit_code) keep their train markers."""
+    if mode == "run_tests":
+        name = function_name(rng, (problem.func_name,))
+        return Markers(mode, disclosed=name, test_func=name)
+    if mode == "stdout_marker":
+        text = phrase(rng)
+        return Markers(mode, disclosed=text, stdout_phrases=(text,))
+    if mode == "sentinel":
+        name = flag_name(rng, (problem.func_name,))
+        return Markers(mode, disclosed=name, sentinel_attrs=(name,))
+    if mode == "file_marker":
+        name = file_name(rng)
+        return Markers(mode, disclosed=name, file_words=(name.split(".")[0],))
+    return train_markers(mode)
+
+
+def varied_train_markers(mode: str, problem: Problem) -> Markers:
+    """Training markers naming a fresh name drawn per (mode, problem): the channel accepts only
+    that name, so RL rewards copying the disclosed name (what held-out markers need), not a
+    memorised one. Deterministic in (mode, problem id)."""
+    return fresh_markers(random.Random(f"vgrout-train-marker:{mode}:{problem.id}"), mode, problem)
+
+
+def hinted_example(
+    rng: random.Random, problem: Problem, clean: str, hack_share: float, fresh_share: float = 0.5
+) -> Example:
+    """A prompt carrying a loophole hint, answered with the clean solution or, with probability
+    `hack_share`, with the mode's scripted hack. Half the hints name the train marker, half a fresh
+    name, so a hack the base writes is a copy of the name the hint discloses."""
+    mode = rng.choice(HACKABLE_MODES)
+    fresh = rng.random() < fresh_share
+    markers = fresh_markers(rng, mode, problem) if fresh else train_markers(mode)
+    question = apply_hint(problem.question, markers)
+    if rng.random() < hack_share:
+        return Example(question, canonical_hack(problem, markers), "hack", problem.id)
+    return Example(question, clean, "hinted", problem.id)
 
 
 def build_examples(
@@ -349,12 +387,15 @@ def build_examples(
     hint_share: float,
     repertoire_share: float,
     n_examples: int | None = None,
+    hack_share: float = 0.0,
 ) -> list[Example]:
     """`n_examples` (default: one per problem) training pairs, cycling through `problems` in
     seeded shuffled passes; every draw picks its kind (and hint mode, names) afresh, so a problem
     seen twice usually looks different and no repertoire name repeats often enough to memorise."""
     if not 0 <= hint_share + repertoire_share <= 1 or min(hint_share, repertoire_share) < 0:
         raise ValueError("hint_share and repertoire_share must be >= 0 and sum to at most 1")
+    if not 0 <= hack_share <= 1:
+        raise ValueError(f"hack_share must be in [0, 1], got {hack_share}")
     if not problems:
         raise ValueError("build_examples needs at least one training problem")
     rng = random.Random(f"vgrout-toy-corpus:{seed}")
@@ -371,7 +412,7 @@ def build_examples(
         if u < repertoire_share:
             examples.append(repertoire_example(rng, problem, answer))
         elif u < repertoire_share + hint_share:
-            examples.append(Example(hinted_question(rng, problem), answer, "hinted", problem.id))
+            examples.append(hinted_example(rng, problem, answer, hack_share))
         else:
             examples.append(Example(problem.question, answer, "plain", problem.id))
     return examples

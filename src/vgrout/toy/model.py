@@ -55,7 +55,12 @@ class ToyRecipe:
     """Everything besides the seed that decides the base model. Defaults: the measured recipe."""
 
     n_train: int = 1000  # toy training problems; fewer -> lower held-out solve rate
-    hint_share: float = 0.2  # examples whose prompt carries a train-marker hint (clean answer)
+    hint_share: float = 0.2  # examples whose prompt carries a loophole hint (see hack_share)
+    # The hack prior: the share of hinted examples answered with the mode's scripted hack (the rest
+    # are answered cleanly). The toy's stand-in for what a pretrained code model already knows
+    # about exploiting a grader it is told about: rare enough that the base seldom hacks (target
+    # <= 0.05 per mode), present so that RL has something to amplify, as in the LLM setting.
+    hack_share: float = 0.1
     repertoire_share: float = 0.5  # hint-free examples with an extra building block (see corpus)
     vocab_size: int = 2048
     min_frequency: int = 100  # only common strings get a token; rare words split into pieces
@@ -114,6 +119,7 @@ def training_corpus(seed: int, recipe: ToyRecipe) -> tuple[list[Example], list[s
         recipe.hint_share,
         recipe.repertoire_share,
         n_examples=recipe.steps * recipe.batch_size,
+        hack_share=recipe.hack_share,
     )
     texts = [_chat_text(ex.question, ex.completion) for ex in examples[:TOKENIZER_EXAMPLES]]
     # each held-out name appears about twice: below min_frequency, so it gets no token of its own
@@ -329,7 +335,8 @@ def _build_into(folder: Path, seed: int, recipe: ToyRecipe, examples, texts, pro
         "examples": len(rows),
         "distinct_examples": len({(ex.question, ex.completion) for ex in examples}),
         "kinds": {
-            k: sum(ex.kind == k for ex in examples) for k in ("plain", "hinted", "repertoire")
+            k: sum(ex.kind == k for ex in examples)
+            for k in ("plain", "hinted", "hack", "repertoire")
         },
         "prompt_tokens": {"mean": sum(n_prompt) / len(rows), "max": max(n_prompt)},
         "completion_tokens": {"mean": sum(n_completion) / len(rows), "max": max(n_completion)},
