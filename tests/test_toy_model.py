@@ -387,3 +387,22 @@ def test_varied_train_markers_pay_only_for_the_disclosed_name():
     assert {it.markers for it in fixed_env.train if it.mode == "sentinel"} == {
         train_markers("sentinel")
     }
+
+
+def test_busy_cores_reads_proc_stat_deltas(monkeypatch):
+    """Busy cores = cores x (1 - idle share) between two /proc/stat samples, not the lagging
+    load average; auto_threads drops to 1 thread when more than cores - 0.5 are busy."""
+    samples = iter(
+        [
+            "cpu  100 0 100 800 0 0 0 0 0 0\n",  # user nice system idle iowait ...
+            "cpu  250 0 150 900 0 0 0 0 0 0\n",  # +200 busy, +100 idle: 2/3 busy
+        ]
+    )
+    monkeypatch.setattr(toy_model.Path, "read_text", lambda self: next(samples))
+    monkeypatch.setattr(toy_model.time, "sleep", lambda s: None)
+    monkeypatch.setattr(toy_model.os, "cpu_count", lambda: 2)
+    assert toy_model.busy_cores() == pytest.approx(2 * 2 / 3)
+    monkeypatch.setattr(toy_model, "busy_cores", lambda: 1.6)
+    assert toy_model.auto_threads() == 1
+    monkeypatch.setattr(toy_model, "busy_cores", lambda: 0.3)
+    assert toy_model.auto_threads() == 2

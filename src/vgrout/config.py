@@ -12,7 +12,7 @@ import json
 import typing
 from dataclasses import dataclass, field
 
-from vgrout.env.modes import HACKABLE_MODES, MODES
+from vgrout.env.modes import MODES
 
 ARMS: tuple[str, ...] = (
     "none",  # vanilla: the full rank-2r adapter trains on every rollout and is deployed whole

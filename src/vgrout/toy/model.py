@@ -275,13 +275,34 @@ def _train(model, rows, recipe: ToyRecipe, seed: int, pad_id: int, progress: boo
     return losses
 
 
+def busy_cores(window: float = 0.5) -> float:
+    """How many cores other work keeps busy right now: /proc/stat sampled over `window` seconds
+    (the 1-minute load average lags: right after a finished job it still reads ~2 on an idle
+    machine). Falls back to the load average where /proc/stat is missing."""
+
+    def sample() -> tuple[int, int] | None:
+        try:
+            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return idle, sum(fields)
+
+    first = sample()
+    if first is None:
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    time.sleep(window)
+    second = sample()
+    idle, total = second[0] - first[0], second[1] - first[1]
+    return (os.cpu_count() or 1) * (1.0 - idle / total) if total > 0 else 0.0
+
+
 def auto_threads() -> int:
     """2 threads on an idle machine, 1 on a busy one. Measured on 2 cores, 150 steps: idle, 2
     threads 32 s vs 1 thread 50 s; with ~1.6 cores busy elsewhere, 2 threads 100 s vs 1 thread
     54 s (OpenMP threads spin-wait on each other)."""
     cores = os.cpu_count() or 1
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return 1 if cores < 2 or busy > cores - 0.5 else 2
+    return 1 if cores < 2 or busy_cores() > cores - 0.5 else 2
 
 
 @contextlib.contextmanager
