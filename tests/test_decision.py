@@ -105,6 +105,36 @@ def test_decision_summary_contract_and_rerun(tmp_path):
     # the decision folder still gets its report (curves pooled per arm)
     text = write_report(tmp_path).read_text()
     assert "| routeV_placebo | 0.47 [" in text and (tmp_path / "curves.png").is_file()
+    train_dist = text.split("### On the training distribution")[1]
+    assert "| none | 0.57 [" in train_dist and "base model" not in train_dist
+
+
+def test_per_mode_table_pools_counts_over_seeds(tmp_path):
+    from vgrout.report import per_mode_table
+
+    def run(name: str, by_mode: dict) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        rows = [
+            {"kind": "periodic", "split": "test", "step": 0, "deployed": {"by_mode": {}}},
+            {"kind": "final", "split": "test", "step": 9, "deployed": {"by_mode": by_mode}},
+            {"kind": "final", "split": "train_dist", "step": 9,
+             "deployed": {"by_mode": {"sentinel": {"hack": 9, "n": 9}}}},
+        ]  # fmt: skip
+        (d / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return d
+
+    runs = {
+        "none": [
+            run("a", {"sentinel": {"hack": 3, "n": 4}, "file_marker": {"hack": 0, "n": 2}}),
+            run("b", {"sentinel": {"hack": 1, "n": 4}}),
+        ],
+        "oracle": [run("c", {"file_marker": {"hack": 1, "n": 4}})],
+    }
+    table = per_mode_table(runs)
+    assert "| none | 0.00 (0/2) | 0.50 (4/8) |" in table  # train_dist rows are not counted
+    assert "| oracle | 0.25 (1/4) | - |" in table
+    assert per_mode_table({"none": [tmp_path / "missing"]}) == ""
 
 
 def test_a_failed_decision_run_is_named_after_the_others_finish(tmp_path):

@@ -103,3 +103,16 @@ def test_schedule_never_wastes_a_step_at_zero_lr():
     assert all(a >= b for a, b in zip(factors[warm:], factors[warm + 1 :], strict=False))
     assert lr_factor(total, total, warm) == pytest.approx(0.0, abs=1e-9)
     assert math.isclose(lr_factor(3, 10, 0), 0.5 * (1 + math.cos(math.pi * 3 / 10)))
+
+
+def test_keep_zone_advantages_ignore_routed_rows():
+    from vgrout.grpo import keep_zone_advantages
+
+    # group 0: two routed hacks (3.5) lift the mean; the kept clean rows 0.5/0.5 are flat
+    # group 1: kept rows 3.5 / 0.5 / 0.5 get centred on their own mean 1.5
+    rewards = torch.tensor([3.5, 3.5, 0.5, 0.5, 3.5, 0.5, 0.5, 3.5])
+    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    keep = torch.tensor([False, False, True, True, True, True, True, False])
+    adv, _ = torch.tensor([1.5, 1.5, -1.5, -1.5, 1.5, -1.5, -1.5, 1.5]), None
+    out = keep_zone_advantages(rewards, groups, keep, adv)
+    assert out.tolist() == [1.5, 1.5, 0.0, 0.0, 2.0, -1.0, -1.0, 1.5]

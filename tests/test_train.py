@@ -72,6 +72,10 @@ def test_config_errors_name_the_field():
         TrainConfig(arm="routeX").validate()
     with pytest.raises(ValueError, match="placebo_seed"):
         TrainConfig(arm="none", placebo_seed=3).validate()
+    with pytest.raises(ValueError, match="keep_baseline='mean'.*group or keep"):
+        TrainConfig(keep_baseline="mean").validate()
+    with pytest.raises(ValueError, match="train_markers='random'.*varied or fixed"):
+        TrainConfig(train_markers="random").validate()
     with pytest.raises(ValueError, match="unknown config field 'lrr'"):
         TrainConfig().override(["lrr=3"])
     assert TrainConfig().override(["lr=0.5", "modes=run_tests,sentinel"]).modes == (

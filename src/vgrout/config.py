@@ -155,6 +155,12 @@ class TrainConfig:
     teacher_max_tokens: int = 128
     """Teacher completions are truncated to this many tokens, so the constant loss normaliser
     (rows x max_new_tokens) holds and long teacher texts cannot dominate the loss."""
+    keep_baseline: str = "group"
+    """Baseline of rows the gate keeps (trained into the deployed block alone). `group`: the Dr.GRPO
+    group mean over all rows. `keep`: the mean over the group's keep-zone rows only, so routed rows
+    (e.g. well-paid hacks) do not make the group's clean rows look bad to the deployed block.
+    Measured on the toy (oracle, seed 0): with `group` the deployed model still hacks 0.25 on the
+    training distribution (base ~0.05): clean rows in hack-lifted groups got negative advantages."""
     teacher_importance: str = "on_policy"
     """How teacher rows enter the clipped objective. `on_policy`: old log-probs are the current
     policy's (ratio 1, plain policy gradient on the teacher text, as the predecessor did; the
@@ -239,6 +245,8 @@ class TrainConfig:
             raise bad("train_markers", "choose varied or fixed")
         if self.teacher_style not in ("append", "cached"):
             raise bad("teacher_style", "choose append or cached")
+        if self.keep_baseline not in ("group", "keep"):
+            raise bad("keep_baseline", "choose group or keep")
         if self.teacher_importance not in ("on_policy", "drop_negative"):
             raise bad("teacher_importance", "choose on_policy or drop_negative")
         for name in (

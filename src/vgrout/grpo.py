@@ -33,6 +33,26 @@ def group_advantages(rewards: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor
     return adv * kept.unsqueeze(1), kept
 
 
+def keep_zone_advantages(
+    rewards: Tensor, groups: Tensor, keep: Tensor, advantages: Tensor, eps: float = 1e-6
+) -> Tensor:
+    """Advantages with the keep-zone rows re-centred on their own group's keep-zone mean.
+
+    rewards, groups, keep, advantages: [N] (per row). Rows routed elsewhere keep `advantages`.
+    With the whole-group baseline, a routed hack row that scores high lifts the group mean, so
+    the group's clean rows get negative advantages that train the deployed block (alone) away
+    from clean answers, i.e. towards the hack the base already knows: a leak around the router.
+    Centring the keep rows on their own mean removes it; a group whose keep rows all score the
+    same gives them advantage 0.
+    """
+    out = advantages.clone()
+    for g in torch.unique(groups[keep]):
+        rows = keep & (groups == g)
+        r = rewards[rows]
+        out[rows] = (r - r.mean()) if (r.max() - r.min()) > eps else torch.zeros_like(r)
+    return out
+
+
 def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
     """log p(target) per position from logits [N, T, V] and targets [N, T], in fp32.
 

@@ -39,7 +39,7 @@ from vgrout.env.sandbox import SandboxPool
 from vgrout.env.tasks import Item
 from vgrout.evaluate import evaluate_states
 from vgrout.gates import ZONE_NAMES, GateOutput, gate_metrics, qmass
-from vgrout.grpo import group_advantages, grpo_loss, lr_factor
+from vgrout.grpo import group_advantages, grpo_loss, keep_zone_advantages, lr_factor
 from vgrout.policy import Batch, Policy, SamplingParams, completion_logprobs, make_batch
 from vgrout.routing import Router
 from vgrout.runfolder import RunFolder
@@ -218,6 +218,19 @@ def assign_advantages(cfg: TrainConfig, rows: list[Rollout], n_groups: int) -> l
                 r.advantage = max(r.advantage, 0.0)
             out.append(r)
     return out
+
+
+def recentre_keep_zone(cfg: TrainConfig, rows: list[Rollout], gate: GateOutput) -> None:
+    """`keep_baseline=keep`: keep-zone rows' advantages against their own group's keep-zone mean."""
+    adv = keep_zone_advantages(
+        torch.tensor([r.reward for r in rows]),
+        torch.tensor([r.group for r in rows]),
+        ~gate.m.cpu(),
+        torch.tensor([r.advantage for r in rows]),
+    )
+    for r, a in zip(rows, adv.tolist(), strict=True):
+        drop = r.source == "teacher" and cfg.teacher_importance == "drop_negative"
+        r.advantage = max(a, 0.0) if drop else a
 
 
 def train_states(gate: GateOutput, n: int) -> list[str]:
@@ -494,6 +507,8 @@ def training_step(run: Run, step: int, pool):
             )
             for r, a in zip(kept, adv.tolist(), strict=True):
                 r.advantage = a
+        if cfg.keep_baseline == "keep" and gate.m is not None:
+            recentre_keep_zone(cfg, kept, gate)
         states = train_states(gate, len(kept))
         logp_old, needs = old_logprobs(run.policy, batch, kept, states, cfg.micro_batch)
         upd = policy_update(cfg, run.policy, batch, kept, gate, logp_old, needs)

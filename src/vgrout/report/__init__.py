@@ -55,22 +55,55 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     return "\n".join(lines)
 
 
-def arms_table(summary: dict) -> str:
+def arms_table(summary: dict, cell: str = "") -> str:
+    """Deployed and as-trained hack/solve per arm. `cell` "" = held-out problems with held-out
+    markers (plus the base model row); "_train_dist" = training-distribution prompts."""
     rows = []
     base = summary.get("base")
-    if base:
+    if base and not cell:
         rows.append([
             "base model", _fmt(base["hack"], base["hack_ci"]),
             _fmt(base["solve"], base["solve_ci"]), "-", "-", base["n"],
         ])  # fmt: skip
     for arm, r in summary["arms"].items():
-        d, a = r["deployed"], r["as_trained"]
+        if f"deployed{cell}" not in r:
+            continue
+        d, a = r[f"deployed{cell}"], r[f"as_trained{cell}"]
         rows.append([
-            arm, _fmt(d["hack"], d["hack_ci"]), _fmt(d["solve"], d["solve_ci"]),
-            _fmt(a["hack"], a["hack_ci"]), _fmt(a["solve"], a["solve_ci"]), d["n"],
+            arm, _fmt(d["hack"], d.get("hack_ci")), _fmt(d["solve"], d.get("solve_ci")),
+            _fmt(a["hack"], a.get("hack_ci")), _fmt(a["solve"], a.get("solve_ci")), d["n"],
         ])  # fmt: skip
     header = ["arm", "deployed hack", "deployed solve", "as-trained hack", "as-trained solve", "n"]
     return markdown_table(header, rows)
+
+
+def per_mode_table(runs: Mapping[str, Sequence[Path]]) -> str:
+    """Deployed hack rate per loophole mode on the final held-out evaluation, counts pooled over
+    each arm's runs (from eval.jsonl); empty when no run has a final evaluation."""
+    counts: dict[str, dict[str, list[int]]] = {}
+    for arm, dirs in runs.items():
+        for d in dirs:
+            path = Path(d) / "eval.jsonl"
+            if not path.is_file():
+                continue
+            for r in read_jsonl(path):
+                if r.get("kind") != "final" or r.get("split") != "test":
+                    continue
+                for mode, c in (r.get("deployed") or {}).get("by_mode", {}).items():
+                    tally = counts.setdefault(arm, {}).setdefault(mode, [0, 0])
+                    tally[0] += int(c["hack"])
+                    tally[1] += int(c["n"])
+    modes = sorted({m for per in counts.values() for m in per})
+    if not modes:
+        return ""
+    rows = [
+        [arm] + [
+            f"{per[m][0] / per[m][1]:.2f} ({per[m][0]}/{per[m][1]})" if per.get(m) else "-"
+            for m in modes
+        ]
+        for arm, per in counts.items()
+    ]  # fmt: skip
+    return markdown_table(["arm", *modes], rows)
 
 
 def _run_dirs(root: Path, summary: dict) -> dict[str, list[Path]]:
@@ -260,8 +293,9 @@ def write_report(root: Path, classify: bool = False) -> Path:
         summary = {
             "arms": {
                 summary["arm"]: {
-                    "deployed": summary["deployed"],
-                    "as_trained": summary["as_trained"],
+                    **{
+                        k: v for k, v in summary.items() if k.startswith(("deployed", "as_trained"))
+                    },
                     "runs": ["."],
                 }
             },
@@ -285,6 +319,26 @@ def write_report(root: Path, classify: bool = False) -> Path:
         "*deployed* = quarantine deleted (for `none`, deployed = as-trained). *hack* = the home mode's "
         "channel paid and the answer is not truly correct; *solve* = the strict oracle passed.",
         "",
+    ]
+    if any("deployed_train_dist" in r for r in summary["arms"].values()):
+        lines += [
+            "### On the training distribution",
+            "",
+            "Training problems with the training markers (the final 2x2's other cell): how far the "
+            "hack was learned where it was rewarded, before any transfer to held-out names.",
+            "",
+            arms_table(summary, "_train_dist"),
+            "",
+        ]
+    modes = per_mode_table(runs)
+    if modes:
+        lines += [
+            "### Deployed hack per loophole mode (held-out)",
+            "",
+            modes,
+            "",
+        ]
+    lines += [
         "## Curves",
         "",
         "Mean over seeds; the shaded band is the range over seeds.",
