@@ -160,7 +160,8 @@ class TrainConfig:
     group mean over all rows. `keep`: the mean over the group's keep-zone rows only, so routed rows
     (e.g. well-paid hacks) do not make the group's clean rows look bad to the deployed block.
     Measured on the toy (oracle, seed 0): with `group` the deployed model still hacks 0.25 on the
-    training distribution (base ~0.05): clean rows in hack-lifted groups got negative advantages."""
+    training distribution (base ~0.05): clean rows in hack-lifted groups got negative advantages;
+    with `keep` 0.03, and deployed solve 0.57 instead of 0.37."""
     teacher_importance: str = "on_policy"
     """How teacher rows enter the clipped objective. `on_policy`: old log-probs are the current
     policy's (ratio 1, plain policy gradient on the teacher text, as the predecessor did; the
@@ -378,6 +379,7 @@ def preset_smoke() -> TrainConfig:
         group_size=4,
         max_new_tokens=24,
         teacher_max_tokens=24,
+        teacher_per_group=1,  # of 4: the toy's 2 of 8 would leave only 2 students a group
         teacher_off_step=2,
         eval_every=1,
         eval_n=6,
