@@ -45,12 +45,17 @@ def keep_zone_advantages(
     Centring the keep rows on their own mean removes it; a group whose keep rows all score the
     same gives them advantage 0.
     """
-    out = advantages.clone()
-    for g in torch.unique(groups[keep]):
-        rows = keep & (groups == g)
-        r = rewards[rows]
-        out[rows] = (r - r.mean()) if (r.max() - r.min()) > eps else torch.zeros_like(r)
-    return out
+    from vgrout.baselines import screened_advantages  # the one masked-group centring
+
+    # lay the rows out as [groups, slots] (slot = rank within the group) and centre over `keep`
+    _, group = torch.unique(groups, return_inverse=True)
+    onehot = torch.nn.functional.one_hot(group)
+    slot = (onehot.cumsum(0) * onehot).sum(1) - 1
+    shape = (onehot.shape[1], int(slot.max()) + 1)
+    grid = torch.zeros(shape, dtype=rewards.dtype).index_put((group, slot), rewards)
+    mask = torch.zeros(shape, dtype=torch.bool).index_put((group, slot), keep.bool())
+    centred, _ = screened_advantages(grid, mask, eps)
+    return torch.where(keep.bool(), centred[group, slot], advantages)
 
 
 def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:

@@ -191,6 +191,13 @@ def apply_monitor(cfg: TrainConfig, rows: list[Rollout], step: int) -> None:
             r.reward = rewards[i]
 
 
+def teacher_treatment(cfg: TrainConfig, row: Rollout, advantage: float) -> float:
+    """`teacher_importance=drop_negative`: a teacher row is never pushed down."""
+    if row.source == "teacher" and cfg.teacher_importance == "drop_negative":
+        return max(advantage, 0.0)
+    return advantage
+
+
 def assign_advantages(cfg: TrainConfig, rows: list[Rollout], n_groups: int) -> list[Rollout]:
     """Dr.GRPO advantages per group; returns the rows that train (groups with reward variance;
     under gt_screen only unflagged rows, with the baseline over unflagged rows)."""
@@ -213,9 +220,7 @@ def assign_advantages(cfg: TrainConfig, rows: list[Rollout], n_groups: int) -> l
         for j, r in enumerate(r for r in rows if r.group == g):
             if not keep[g, j]:
                 continue
-            r.advantage = float(adv[g, j])
-            if r.source == "teacher" and cfg.teacher_importance == "drop_negative":
-                r.advantage = max(r.advantage, 0.0)
+            r.advantage = teacher_treatment(cfg, r, float(adv[g, j]))
             out.append(r)
     return out
 
@@ -229,8 +234,7 @@ def recentre_keep_zone(cfg: TrainConfig, rows: list[Rollout], gate: GateOutput) 
         torch.tensor([r.advantage for r in rows]),
     )
     for r, a in zip(rows, adv.tolist(), strict=True):
-        drop = r.source == "teacher" and cfg.teacher_importance == "drop_negative"
-        r.advantage = max(a, 0.0) if drop else a
+        r.advantage = teacher_treatment(cfg, r, a)
 
 
 def train_states(gate: GateOutput, n: int) -> list[str]:
