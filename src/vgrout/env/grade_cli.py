@@ -117,28 +117,17 @@ def _progress_bar(description: str) -> tuple[Callable[[int, int], None], Callabl
 
 def read_responses(path: str | Path) -> list[tuple[int, str, str]]:
     """(line number, problem id as written, response) for each non-blank line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"responses file not found: {path}")
     rows = []
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict) or "problem_id" not in row or "response" not in row:
-                raise ValueError(
-                    f"{path}:{lineno}: expected an object with keys 'problem_id' and 'response'"
-                )
-            if not isinstance(row["response"], str):
-                raise ValueError(f"{path}:{lineno}: 'response' must be a string")
-            if not isinstance(row["problem_id"], str | int) or isinstance(row["problem_id"], bool):
-                raise ValueError(f"{path}:{lineno}: 'problem_id' must be a string or an integer")
-            rows.append((lineno, str(row["problem_id"]), row["response"]))
+    for lineno, row in read_jsonl(path, "responses file"):
+        if "problem_id" not in row or "response" not in row:
+            raise ValueError(
+                f"{path}:{lineno}: expected an object with keys 'problem_id' and 'response'"
+            )
+        if not isinstance(row["response"], str):
+            raise ValueError(f"{path}:{lineno}: 'response' must be a string")
+        if not isinstance(row["problem_id"], str | int) or isinstance(row["problem_id"], bool):
+            raise ValueError(f"{path}:{lineno}: 'problem_id' must be a string or an integer")
+        rows.append((lineno, str(row["problem_id"]), row["response"]))
     if not rows:
         raise ValueError(f"{path}: no responses found (the file is empty)")
     return rows

@@ -176,11 +176,12 @@ def _is_gzip(path: Path) -> bool:
         return f.read(2) == b"\x1f\x8b"
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for every non-blank line of a plain or gzipped JSONL file."""
+def read_jsonl(path: str | Path, what: str = "problem file") -> Iterator[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a plain or gzipped JSONL file; `what`
+    names the file in the error when it is missing."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"problem file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     opener = gzip.open if _is_gzip(path) else open
     with opener(path, "rt", encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
