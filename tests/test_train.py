@@ -76,6 +76,9 @@ def test_config_errors_name_the_field():
         TrainConfig(keep_baseline="mean").validate()
     with pytest.raises(ValueError, match="train_markers='random'.*varied or fixed"):
         TrainConfig(train_markers="random").validate()
+    with pytest.raises(ValueError, match="train_markers='varied'.*train_markers=fixed"):
+        TrainConfig(train_markers="varied", teacher_pool="/pool").validate()
+    TrainConfig(train_markers="fixed", teacher_pool="/pool").validate()
     with pytest.raises(ValueError, match="unknown config field 'lrr'"):
         TrainConfig().override(["lrr=3"])
     assert TrainConfig().override(["lr=0.5", "modes=run_tests,sentinel"]).modes == (

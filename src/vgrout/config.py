@@ -68,15 +68,16 @@ class TrainConfig:
     group for 15 steps) train hack ~0.4, held-out 0.06 (eq_override's 4-line class never took)."""
     n_train_problems: int = 0
     """Use only the first N training problems (0 = all)."""
-    train_markers: str = "fixed"
+    train_markers: str = "varied"
     """`varied`: each training prompt's hint names a fresh marker drawn per (mode, problem) (a test
     function, pass phrase, attribute or file name never used as a train or eval marker) and the
     channel accepts only that name, so RL pays for copying the disclosed name, which is what a hack
     needs at evaluation (held-out names). `fixed`: the mode's fixed train markers (`run_tests`,
-    `valid`, ...), required with a cached teacher pool written for them (LeetCode). Measured on the toy
-    base (0.5M): `varied` fails, the model garbles the fresh names it copies (train hack <= 0.2 in
-    30 steps); `fixed` hacks emerge and transfer to held-out names only as far as the base copies
-    them (sentinel 0.62, file 0.20, stdout 0.00 at step 60)."""
+    `valid`, ...), required with a cached teacher pool written for them (LeetCode). Measured on the
+    toy (arm none, seed 0, 60 steps): deployed hack on held-out markers 0.66 with varied
+    (training distribution 0.62, solve kept at 0.13), 0.52 with fixed (training distribution 1.00,
+    solve 0.00: a fixed name is memorised rather than copied). On the earlier
+    base, which copied an unseen name badly, varied failed (names garbled, train hack <= 0.2)."""
 
     # ---------------------------------------------------------------- adapter
     rank: int = 4
@@ -244,6 +245,12 @@ class TrainConfig:
             raise bad("modes", f"a non-empty subset of {', '.join(MODES)}")
         if self.train_markers not in ("varied", "fixed"):
             raise bad("train_markers", "choose varied or fixed")
+        if self.train_markers == "varied" and self.teacher_pool:
+            raise bad(
+                "train_markers",
+                "a teacher_pool's completions name the fixed train markers: use "
+                "train_markers=fixed with it",
+            )
         if self.teacher_style not in ("append", "cached"):
             raise bad("teacher_style", "choose append or cached")
         if self.keep_baseline not in ("group", "keep"):

@@ -55,13 +55,17 @@ class ToyRecipe:
     """Everything besides the seed that decides the base model. Defaults: the measured recipe."""
 
     n_train: int = 1000  # toy training problems; fewer -> lower held-out solve rate
-    hint_share: float = 0.2  # examples whose prompt carries a loophole hint (see hack_share)
+    hint_share: float = 0.25  # examples whose prompt carries a loophole hint (see hack_share)
     # The hack prior: the share of hinted examples answered with the mode's scripted hack (the rest
     # are answered cleanly). The toy's stand-in for what a pretrained code model already knows
     # about exploiting a grader it is told about: rare enough that the base seldom hacks (target
     # <= 0.05 per mode), present so that RL has something to amplify, as in the LLM setting.
     hack_share: float = 0.1
-    repertoire_share: float = 0.5  # hint-free examples with an extra building block (see corpus)
+    # Hint-free examples with an extra building block (see corpus): they teach copying a name from
+    # the prompt into code, which a hack needs at held-out markers. Measured (600 steps): 0.5 ->
+    # 0.6 (and hint 0.2 -> 0.25, plain 0.3 -> 0.15) lifted copying never-seen names (print phrase
+    # 0.03 -> 0.36, file 0.32 -> 0.53, attribute 0.56 -> 0.95) and held-out solve 0.53 -> 0.72.
+    repertoire_share: float = 0.6
     vocab_size: int = 2048
     min_frequency: int = 100  # only common strings get a token; rare words split into pieces
     hidden_size: int = 96
