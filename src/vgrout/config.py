@@ -64,8 +64,9 @@ class TrainConfig:
     """Loophole modes; training problems are partitioned across them (one mode per problem), and
     the held-out evaluation uses the same modes with held-out markers. Toy default: the three modes
     whose exploit is one short line naming the marker. Measured on the toy (arm none, 60 steps):
-    with these, train-distribution hack 0.98 and held-out 0.28; with all six modes (one teacher a
-    group for 15 steps) train hack ~0.4, held-out 0.06 (eq_override's 4-line class never took)."""
+    with these (and the earlier base, fixed markers), train-distribution hack 0.98 and held-out
+    0.28; with all six modes (one teacher a group for 15 steps) train hack ~0.4, held-out 0.06
+    (eq_override's 4-line class never took). Current defaults: held-out 0.66 (see train_markers)."""
     n_train_problems: int = 0
     """Use only the first N training problems (0 = all)."""
     train_markers: str = "varied"
