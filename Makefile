@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo sweep-demo test lint format bench clean
+.PHONY: install demo sweep-demo evidence test lint format bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,13 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/vgrout demo
 
-# The main arms x 3 seeds on the toy (15 runs, 2 at a time), then the sweep report. A re-run skips
+# The main arms x 3 seeds on the toy (18 runs, 2 at a time), then the sweep report. A re-run skips
 # finished runs and resumes killed ones; the report is written even if some runs failed (it lists
 # them), and the target then fails with the sweep's exit status.
 SWEEP_DEMO ?= runs/sweep-demo
 sweep-demo: install
 	status=0; $(BIN)/vgrout sweep --preset toy --backend local --jobs 2 \
-		--grid arm=none,routeV,routeV_placebo,absorb,oracle --grid seed=0,1,2 \
+		--grid arm=none,plain,routeV,routeV_placebo,absorb,oracle --grid seed=0,1,2 \
 		--out $(SWEEP_DEMO) || status=$$?; \
 	$(BIN)/vgrout report $(SWEEP_DEMO) && exit $$status
 
@@ -47,3 +47,13 @@ format: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
+
+# The toy's evidence (sweeps/evidence.toml: 65 runs, 2 at a time; hours on 2 cores). Resumable:
+# a re-run skips finished runs and resumes killed ones. Then the classifier analysis of the
+# direction arms, the report, and a copy of report, plots and runs.csv in docs/evidence/.
+EVIDENCE ?= runs/evidence
+evidence: install
+	status=0; $(BIN)/vgrout sweep --spec sweeps/evidence.toml --backend local --jobs 2 \
+		--out $(EVIDENCE) || status=$$?; \
+	$(BIN)/vgrout report $(EVIDENCE) --classify-arms routeV,routeV_placebo \
+		--publish docs/evidence && exit $$status

@@ -40,7 +40,14 @@ def test_decision_arm_configs_are_the_sweep_cells():
 
 
 # ------------------------------------------------------------------------------ run_decision
-HACK = {"routeV": 0.1, "routeV_placebo": 0.4, "none": 0.5, "absorb": 0.3, "oracle": 0.0}
+HACK = {
+    "routeV": 0.1,
+    "routeV_placebo": 0.4,
+    "none": 0.5,
+    "plain": 0.6,
+    "absorb": 0.3,
+    "oracle": 0.0,
+}
 
 
 class Trainer:

@@ -273,6 +273,7 @@ def test_direction_gate_and_band_functions_take_no_labels():
         gates.zones_from_edges,
         gates.absorb_gate,
         gates.none_gate,
+        gates.plain_gate,
     ):
         params = inspect.signature(fn).parameters
         assert not any("label" in p for p in params), fn.__name__
@@ -281,7 +282,7 @@ def test_direction_gate_and_band_functions_take_no_labels():
 def test_dispatcher_refuses_labels_for_non_oracle_arms():
     labels = torch.tensor([True, False])
     feats, v = feats_with_scores([0.0, 1.0])
-    for arm in ("none", "absorb", "routeA", "routeV"):
+    for arm in ("none", "plain", "absorb", "routeA", "routeV"):
         with pytest.raises(ValueError, match="must not see labels"):
             gate_for_arm(arm, 2, features=feats, direction=v, band=QuantileBand(), labels=labels)
     with pytest.raises(ValueError, match="pass labels"):
@@ -290,8 +291,11 @@ def test_dispatcher_refuses_labels_for_non_oracle_arms():
         gate_for_arm("routeZ", 2)
 
 
-def test_arms_none_and_absorb():
-    out = gate_for_arm("none", 3)
+def test_arms_none_plain_and_absorb():
+    out = gate_for_arm("none", 3)  # pinned keep (0,0): only the deployed block trains
+    assert out.m.tolist() == [False] * 3 and out.d.tolist() == [False] * 3
+    assert out.zones.tolist() == [gates.KEEP] * 3
+    out = gate_for_arm("plain", 3)  # unmasked: the whole rank-2r adapter trains
     assert out.m is None and out.d is None
     out = gate_for_arm("absorb", 3)
     assert out.m.tolist() == [True] * 3 and out.d.tolist() == [False] * 3

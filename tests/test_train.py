@@ -97,7 +97,7 @@ def _smoke(tmp_path: Path, arm: str, **over) -> tuple[TrainConfig, Path]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arm", ["none", "absorb", "routeA", "routeV", "oracle"])
+@pytest.mark.parametrize("arm", ["none", "plain", "absorb", "routeA", "routeV", "oracle"])
 def test_smoke_run_writes_the_run_folder(tmp_path, arm):
     cfg, out = _smoke(tmp_path, arm)
     summary = train(cfg, out, progress=False)
@@ -125,8 +125,18 @@ def test_smoke_run_writes_the_run_folder(tmp_path, arm):
     for state in ("deployed", "as_trained"):
         assert set(summary[state]) >= {"hack", "solve", "n"}
         assert 0.0 <= summary[state]["hack"] <= 1.0
-    if arm == "none":
+    if arm in ("none", "plain"):
         assert summary["deployed"] == summary["as_trained"]
+    if arm == "none":  # pinned keep: the quarantine never moves, the deployed block does
+        assert summary["delta_norm"]["quarantine"] == 0.0
+        assert summary["delta_norm"]["deployed"] > 0.0
+        assert {r["zone"] for r in table if r["kept"]} == {"keep"}
+        assert {r["sampled"] for r in table if r["source"] == "student"} == {"deployed"}
+    if arm == "plain":  # unmasked: both blocks move
+        assert summary["delta_norm"]["quarantine"] > 0.0
+        assert summary["delta_norm"]["deployed"] > 0.0
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert set(provenance) == {"commit", "dirty", "torch_threads"}
     assert (out / "checkpoints" / f"step_{cfg.steps:06d}" / "adapter.safetensors").is_file()
 
 

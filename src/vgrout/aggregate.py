@@ -42,6 +42,16 @@ METRICS: tuple[str, ...] = (
 SENTENCE_METRICS: tuple[str, ...] = ("deployed.hack", "deployed.solve")
 PLACEBO_SUFFIX = "_placebo"
 REFERENCE_ARM = "none"
+REFERENCE_ARMS: tuple[str, ...] = ("none", "plain")
+"""Every arm is contrasted with each vanilla control present: `none` (structure-matched: only the
+deployed block trains) and `plain` (capacity-matched: rank-2r, no masks)."""
+CONTRAST_KINDS: tuple[tuple[str, str], ...] = (
+    ("vs_none", "paired by seed"),
+    ("vs_plain", "paired by seed"),
+    ("real_vs_placebo", "real minus placebo, paired by seed"),
+    ("ablations", "one setting changed, paired by seed"),
+)
+"""Keys of the aggregate's contrast lists, with how each pairs its runs (for sentences)."""
 
 
 # --------------------------------------------------------------------------------- statistics
@@ -141,6 +151,19 @@ def _with_arm(key: tuple, arm: str) -> tuple:
     return tuple((f, arm if f == "arm" else v) for f, v in key)
 
 
+def _one_changed_field(a_key: tuple, b_key: tuple, defaults: dict) -> str | None:
+    """The field in which group `a` (same arm) departs from group `b`, if it is the only field
+    that differs and `b` holds the default value there; else None."""
+    a, b = dict(a_key), dict(b_key)
+    if a["arm"] != b["arm"]:
+        return None
+    diff = [f for f in a if f != "arm" and a[f] != b.get(f)]
+    if len(diff) != 1 or diff[0] not in defaults:
+        return None
+    f = diff[0]
+    return f if b[f] == _hashable(defaults[f]) and a[f] != b[f] else None
+
+
 # --------------------------------------------------------------------------------- the summary
 def summarize_group(
     runs: Sequence[dict], metrics: Sequence[str], n_resamples: int, seed: int, level: float
@@ -210,8 +233,13 @@ def aggregate(
     seed: int = 0,
     level: float = 0.95,
     min_seeds: int = 3,
+    defaults: dict | None = None,
 ) -> dict:
-    """The sweep summary: per group means + intervals, paired contrasts, placebo bands."""
+    """The sweep summary: per group means + intervals, paired contrasts, placebo bands.
+
+    `defaults` ({field: value} of the sweep's base config) turns on ablation contrasts: a group
+    that differs from another group of the same arm in exactly one field, where the other holds
+    the default value, is contrasted with it (e.g. absorb [gen_deploy_frac=0] - absorb [0.25])."""
     group_by = list(default_group_by(runs) if group_by is None else group_by)
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
@@ -228,7 +256,9 @@ def aggregate(
         "n_runs": len(runs),
         "groups": [],
         "vs_none": [],
+        "vs_plain": [],
         "real_vs_placebo": [],
+        "ablations": [],
         "placebo_band": [],
     }
     for key, rs in groups.items():
@@ -256,9 +286,14 @@ def aggregate(
 
     for key, rs in groups.items():
         arm = dict(key)["arm"]
-        none_key = _with_arm(key, REFERENCE_ARM)
-        if arm != REFERENCE_ARM and none_key in groups:
-            out["vs_none"].append(contrast(key, none_key))
+        for ref in REFERENCE_ARMS:
+            ref_key = _with_arm(key, ref)
+            if arm != ref and ref_key in groups:
+                out[f"vs_{ref}"].append(contrast(key, ref_key))
+        for other in groups:
+            changed = _one_changed_field(key, other, defaults or {})
+            if changed is not None:
+                out["ablations"].append({**contrast(key, other), "field": changed})
         if not arm.endswith(PLACEBO_SUFFIX):
             continue
         real_key = _with_arm(key, arm[: -len(PLACEBO_SUFFIX)])
@@ -281,10 +316,7 @@ def significance_sentences(agg: dict, metrics: Sequence[str] = SENTENCE_METRICS)
     pct = round(100 * agg.get("level", 0.95))
     need = agg.get("min_seeds", 3)
     lines = []
-    for kind, how in (
-        ("vs_none", "paired by seed"),
-        ("real_vs_placebo", "real minus placebo, paired by seed"),
-    ):
+    for kind, how in CONTRAST_KINDS:
         for c in agg.get(kind, []):
             for m in metrics:
                 s = c["metrics"].get(m)

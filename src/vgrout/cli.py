@@ -13,11 +13,20 @@ def _config_from_args(args) -> object:
 
     cfg = load_preset(args.preset)
     overrides = list(args.set or [])
-    for name in ("arm", "seed", "init"):
+    for name in ("seed", "init"):
         value = getattr(args, name, None)
         if value is not None:
             overrides.append(f"{name}={value}")
-    return cfg.override(overrides).validate()
+    cfg = cfg.override(overrides)
+    arm = getattr(args, "arm", None)
+    if arm is None:
+        return cfg.validate()
+    # A derived arm (`routeV_placebo`) expands exactly as in a sweep cell, so every row of a
+    # sweep's runs.csv re-runs with `vgrout train --arm ARM --seed SEED --set ...`.
+    from vgrout.sweep import cell_config
+
+    explicit = {a.split("=", 1)[0].strip().replace("-", "_"): None for a in args.set or []}
+    return cell_config(cfg, {"arm": arm, **{k: getattr(cfg, k) for k in explicit}})
 
 
 def cmd_grade(args) -> int:
@@ -77,6 +86,12 @@ def cmd_train(args) -> int:
         return 0
     if not args.out:
         raise SystemExit("vgrout train: --out DIR is required (or --resume DIR)")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit("vgrout train: --threads must be >= 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
     train(_config_from_args(args), Path(args.out))
     return 0
 
@@ -184,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         (
             "decision",
             cmd_decision,
-            "the decision experiment (routeV real/placebo, none, absorb, oracle)",
+            "the decision experiment (routeV real/placebo, none, plain, absorb, oracle)",
         ),
     ):
         s = sub.add_parser(name, help=helptext)
@@ -198,9 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=func)
         if name == "train":
             s.add_argument(
-                "--arm", default=None, help="none|absorb|routeA|routeV|oracle|oracle_recall"
+                "--arm",
+                default=None,
+                help="none|plain|absorb|routeA|routeV|oracle|... or ARM_placebo (Haar direction, "
+                "placebo_seed 1000 + seed, as in sweeps)",
             )
             s.add_argument("--resume", default=None, metavar="DIR", help="continue a killed run")
+            s.add_argument(
+                "--threads",
+                type=int,
+                default=None,
+                help="torch CPU threads (a run re-runs bit for bit at the thread count recorded "
+                "in its provenance.json; sweeps with --jobs 2 use 1)",
+            )
         else:
             s.add_argument("--seeds", type=int, default=1, help="seeds per arm")
             s.add_argument("--jobs", type=int, default=1, help="arms run in parallel processes")

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from vgrout.env.modes import MODES
 
 ARMS: tuple[str, ...] = (
-    "none",  # vanilla: the full rank-2r adapter trains on every rollout and is deployed whole
+    "none",  # structure-matched vanilla: every rollout keep (0,0); only the deployed block trains
+    "plain",  # capacity-matched vanilla: a rank-2r adapter, no masks, deployed whole
     "absorb",  # every rollout trains both blocks (1,0); deploy = quarantine deleted
     "routeA",  # activation-space direction score -> band -> zone
     "routeV",  # c-probe gradient-space direction score -> band -> zone
@@ -38,7 +39,10 @@ BANDS = ("quantile", "pairs")
 class TrainConfig:
     # ---------------------------------------------------------------- run
     arm: str = "none"
-    """Which gate decides each rollout's zone. See ARMS. `none` is the capacity-matched control."""
+    """Which gate decides each rollout's zone. See ARMS. Two vanilla controls answer different
+    questions: `none` (gate pinned keep: the deployed block alone trains, in its deployed state;
+    the quarantine never changes) is the structure-matched control of the published method;
+    `plain` (the whole rank-2r adapter trains unmasked and is deployed whole) is capacity-matched."""
     seed: int = 0
     """Fixes the whole CPU run: prompts, sampling, teacher picks, adapter init, evaluation."""
     preset: str = "toy"
@@ -133,7 +137,9 @@ class TrainConfig:
     gen_deploy_frac: float = 0.25
     """Fraction of each group's student rows sampled from the deployed model (quarantine ablated),
     so the deployed block also sees its own on-policy samples. Each row's old log-probs come from
-    the policy that sampled it. Ignored by `none` (deployed = full model)."""
+    the policy that sampled it. Ignored by arms without a quarantine to delete (`none`, whose
+    students are all sampled from the deployed model it trains; `plain` and the baselines, whose
+    deployed model is the full one)."""
     micro_batch: int = 64
     """Rows per forward/backward chunk (memory knob; the gradient does not depend on it)."""
 

@@ -1,8 +1,8 @@
 """The decision experiment: does routing remove the hack from the deployed model, beyond controls?
 
 Arms (same config otherwise): routeV with the real direction, routeV with a Haar-random placebo
-direction (same machinery, no information), none (capacity-matched vanilla), absorb (no gate), and
-oracle (true labels: the upper bound). Each arm x seed is an ordinary run folder OUT/<arm>_s<seed>;
+direction (same machinery, no information), none (structure-matched vanilla: only the deployed
+block trains), plain (capacity-matched vanilla: rank-2r, no masks), absorb (no gate), and oracle (true labels: the upper bound). Each arm x seed is an ordinary run folder OUT/<arm>_s<seed>;
 a re-run skips finished runs and resumes killed ones. OUT/summary.json follows the contract:
 {"arms": {ARM: {"deployed": {"hack", "solve", "n"}, "as_trained": {...}}}, "base": {...}, "seconds"}.
 
@@ -24,7 +24,7 @@ from vgrout.config import TrainConfig
 from vgrout.evaluate import wilson
 from vgrout.runfolder import RunFolder
 
-DECISION_ARMS: tuple[str, ...] = ("routeV", "routeV_placebo", "none", "absorb", "oracle")
+DECISION_ARMS: tuple[str, ...] = ("routeV", "routeV_placebo", "none", "plain", "absorb", "oracle")
 
 
 def arm_config(base: TrainConfig, name: str, seed: int) -> TrainConfig:

@@ -41,14 +41,14 @@ import torch
 KEEP, ABSORB, ROUT = 0, 1, 2
 ZONE_NAMES: tuple[str, ...] = ("keep", "absorb", "rout")
 
-ARMS: tuple[str, ...] = ("none", "absorb", "routeA", "routeV", "oracle", "oracle_recall")
+ARMS: tuple[str, ...] = ("none", "plain", "absorb", "routeA", "routeV", "oracle", "oracle_recall")
 DIRECTION_ARMS: tuple[str, ...] = ("routeA", "routeV")
 LABEL_ARMS: tuple[str, ...] = ("oracle", "oracle_recall")  # the only arms that route by labels
 
 
 @dataclass(frozen=True)
 class GateOutput:
-    """Per-rollout decision. `m`/`d` are None for arm `none` (unmasked: the whole adapter trains)."""
+    """Per-rollout decision. `m`/`d` are None for arm `plain` (unmasked: the whole adapter trains)."""
 
     zones: torch.Tensor  # int64 [G], KEEP/ABSORB/ROUT
     m: torch.Tensor | None  # bool [G]: quarantine on in forward and backward
@@ -97,6 +97,12 @@ def module_dot_score(features: torch.Tensor, direction: torch.Tensor) -> torch.T
 
 
 def none_gate(n: int) -> GateOutput:
+    """Vanilla, structure-matched control: every rollout keep (0,0), so only the deployed block
+    trains, in its deployed state, and the quarantine stays exactly at its init."""
+    return _output(torch.full((n,), KEEP, dtype=torch.long))
+
+
+def plain_gate(n: int) -> GateOutput:
     """Vanilla, capacity-matched control: no masks; zones recorded as absorb (both blocks train)."""
     return GateOutput(zones=torch.full((n,), ABSORB, dtype=torch.long), m=None, d=None)
 
@@ -283,6 +289,8 @@ def gate_for_arm(
         )
     if arm == "none":
         return none_gate(n)
+    if arm == "plain":
+        return plain_gate(n)
     if arm == "absorb":
         return absorb_gate(n)
     if arm in DIRECTION_ARMS:

@@ -124,10 +124,10 @@ class Router:
             self.score_history = torch.cat([self.score_history, scores.double().cpu()])[
                 -cfg.band_buffer :
             ]
-            return gate_for_arm("none", n), scores
-        if cfg.arm in ("none", "absorb"):
+            return gate_for_arm("plain", n), scores
+        if cfg.arm in ("none", "plain", "absorb"):
             return gate_for_arm(cfg.arm, n), None
-        return gate_for_arm("none", n), None  # baselines without a quarantine train unmasked
+        return gate_for_arm("plain", n), None  # baselines without a quarantine train unmasked
 
     # -- checkpointing -----------------------------------------------------------------------------
     def state_dict(self) -> dict:

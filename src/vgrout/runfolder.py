@@ -6,6 +6,9 @@
     rollouts.parquet   one row per rollout: step, prompt, mode, source, reward, labels, score, zone
     checkpoints/       step_NNNNNN/ {adapter.safetensors, trainer.pt}
     summary.json       final numbers (written last: its presence means the run finished)
+    base.json          which base weights the adapter belongs to
+    provenance.json    the vgrout commit the run was started with (and whether src/ was edited)
+                       and torch's CPU thread count (float reductions, so bits, depend on it)
     report.md + *.png  written by `vgrout report`
 
 Every file that is rewritten is written to a temp file and renamed, so a killed run never leaves a
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -46,6 +50,36 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def code_provenance() -> dict:
+    """The git commit of the vgrout checkout this code runs from, and whether its `src/` differs
+    from that commit (a dirty run cannot be reproduced from the commit alone). Both None outside a
+    git checkout (e.g. an installed wheel)."""
+    src = Path(__file__).resolve().parents[1]  # .../src
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["git", "-C", str(src), *args], capture_output=True, text=True, timeout=30
+        )
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return {"commit": None, "dirty": None}
+        status = git("status", "--porcelain", "--untracked-files=no", "--", str(src))
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def run_provenance() -> dict:
+    """What a CPU run needs besides its config to be re-run bit for bit: the code's commit and
+    torch's intra-op thread count (1 vs 2 threads change sums in the 7th digit, which can flip a
+    sampled token many steps later)."""
+    import torch
+
+    return {**code_provenance(), "torch_threads": torch.get_num_threads()}
+
+
 class RunFolder:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -56,6 +90,7 @@ class RunFolder:
     evals = property(lambda self: self.root / "eval.jsonl")
     rollouts = property(lambda self: self.root / "rollouts.parquet")
     summary = property(lambda self: self.root / "summary.json")
+    provenance = property(lambda self: self.root / "provenance.json")
     checkpoints = property(lambda self: self.root / "checkpoints")
 
     def ensure_new(self) -> None:

@@ -28,7 +28,8 @@ A cell is named by its grid values (`arm=routeV,seed=1`); its folder is the name
 of (preset, overrides, cell values), so the same cell always lands in the same folder and different
 overrides never share one.
 
-Re-running a sweep skips finished cells (summary.json present), resumes killed ones (config.json
+Cells run seed by seed (every cell's seed 0, then every cell's seed 1, ...), so a sweep stopped
+early holds whole seeds. Re-running a sweep skips finished cells (summary.json present), resumes killed ones (config.json
 present, no summary), and retries failed ones; one failing cell never stops the others. A sweep
 folder is tied to its grid: a different grid is refused unless `force_grid` (then cells whose
 folder still matches are reused; the others' folders stay on disk but leave the sweep).
@@ -712,6 +713,9 @@ def run_sweep(
             continue
         tasks.append({"name": c.name, "dir": str(run_dir), "config": c.config.to_dict()})
 
+    # Seed by seed (stable within a seed): a long sweep stopped early holds whole seeds of every
+    # cell rather than all seeds of the first cells, so its contrasts can already be paired.
+    tasks.sort(key=lambda t: t["config"]["seed"])
     if tasks and train_fn is None and address is None:
         prebuild_toy_bases([c.config for c in cells])
     if backend == "local":
@@ -765,7 +769,7 @@ def finish(out: Path, n_resamples: int = 10_000) -> dict:
     """Aggregate the sweep's finished runs into OUT/sweep_summary.json (also `vgrout report`)."""
     out = Path(out)
     runs, missing = agg.load_runs(out)
-    summary = agg.aggregate(runs, n_resamples=n_resamples)
+    summary = agg.aggregate(runs, n_resamples=n_resamples, defaults=base_defaults(out))
     summary["unfinished"] = missing
     summary["runs"] = [
         {"name": r["name"], "folder": r["folder"], "arm": r["arm"], "seed": r["seed"]} for r in runs
@@ -776,6 +780,13 @@ def finish(out: Path, n_resamples: int = 10_000) -> dict:
         out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True, allow_nan=False)
     )
     return summary
+
+
+def base_defaults(out: Path) -> dict:
+    """{field: value} of the sweep's base config (its preset + fixed sets), for ablation contrasts."""
+    spec = load_sweep_spec(out)
+    base = dataclasses.replace(load_preset(spec.preset), **spec.sets)
+    return dataclasses.asdict(base)
 
 
 def _finite(x):

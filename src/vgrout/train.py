@@ -42,7 +42,7 @@ from vgrout.gates import ZONE_NAMES, GateOutput, gate_metrics, qmass
 from vgrout.grpo import group_advantages, grpo_loss, keep_zone_advantages, lr_factor
 from vgrout.policy import Batch, Policy, SamplingParams, completion_logprobs, make_batch
 from vgrout.routing import Router
-from vgrout.runfolder import RunFolder
+from vgrout.runfolder import RunFolder, run_provenance
 
 
 @dataclass
@@ -83,11 +83,15 @@ def sample_rollouts(
     cfg: TrainConfig, policy: Policy, items: list[Item], teacher, step: int
 ) -> list[Rollout]:
     """The student rows: G minus the teacher slots per prompt, a `gen_deploy_frac` share of them
-    sampled from the deployed model. Generation is batched per model state."""
+    sampled from the deployed model (all of them for `none`, which trains only the deployed model:
+    its rows then need no second log-prob pass). Generation is batched per model state."""
     plan = []  # (group, item, n_full, n_deployed)
     for g, item in enumerate(items):
         n_students = cfg.group_size - n_teachers(cfg, item, teacher, step)
-        n_dep = round(n_students * cfg.gen_deploy_frac) if cfg.has_quarantine else 0
+        if cfg.arm == "none":
+            n_dep = n_students
+        else:
+            n_dep = round(n_students * cfg.gen_deploy_frac) if cfg.has_quarantine else 0
         plan.append((g, item, n_students - n_dep, n_dep))
     prompt_ids = {g: policy.prompt_ids(training_question(cfg, item)) for g, item, _, _ in plan}
     params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k)
@@ -541,6 +545,7 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, progress: bool =
     else:
         folder.create(cfg.to_json())
         folder.write_json(folder.root / "base.json", base_identity(run.policy.model))
+        folder.write_json(folder.provenance, run_provenance())
 
     workers = cfg.grader_workers or None
     with (

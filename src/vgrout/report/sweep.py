@@ -116,7 +116,7 @@ def _contrast_cell(s: dict | None) -> str:
 
 def contrasts_table(summary: dict) -> str:
     rows = []
-    for kind in ("vs_none", "real_vs_placebo"):
+    for kind, _ in agg.CONTRAST_KINDS:
         for c in summary.get(kind, []):
             first = c["metrics"][agg.METRICS[0]]
             rows.append([
