@@ -203,3 +203,47 @@ def test_load_runs_reads_finished_cells_of_a_sweep(tmp_path):
     assert len(runs) == 1 and runs[0]["arm"] == "none" and runs[0]["fields"] == {"seed": 0}
     with pytest.raises(FileNotFoundError, match="no sweep.json"):
         load_runs(tmp_path / "elsewhere")
+
+
+def test_every_arm_is_contrasted_with_both_vanilla_controls():
+    plain = [run("plain", s, h, 0.5) for s, h in zip((0, 1, 2), (0.9, 0.8, 0.7), strict=True)]
+    agg = aggregate(NONE + ROUTE + plain, n_resamples=500)
+    assert sorted(c["name"] for c in agg["vs_none"]) == [
+        "arm=plain - arm=none",
+        "arm=routeV - arm=none",
+    ]
+    assert sorted(c["name"] for c in agg["vs_plain"]) == [
+        "arm=none - arm=plain",
+        "arm=routeV - arm=plain",
+    ]
+    d = by_name(agg["vs_plain"], "arm=routeV - arm=plain")["metrics"]["deployed.hack"]
+    assert d["mean"] == pytest.approx(np.mean([0.1 - 0.9, 0.3 - 0.8, 0.2 - 0.7]))
+    assert any(s.startswith("routeV vs plain (paired by seed") for s in significance_sentences(agg))
+
+
+def test_ablation_contrasts_change_one_field_against_its_default():
+    """absorb [gdf=0] - absorb [gdf=0.25] and absorb [init=scorda] - absorb [init=gaussian]; never
+    a contrast between two non-default groups, nor one that changes two fields at once."""
+    rows = []
+    for s in (0, 1, 2):
+        rows += [
+            run("absorb", s, 0.10, 0.5, gen_deploy_frac=0.25, init="gaussian"),
+            run("absorb", s, 0.30 + 0.01 * s, 0.5, gen_deploy_frac=0.0, init="gaussian"),
+            run("absorb", s, 0.05, 0.5, gen_deploy_frac=0.25, init="scorda"),
+            run("absorb", s, 0.20, 0.5, gen_deploy_frac=0.25, init="scorda_rev"),
+            run("absorb", s, 0.50, 0.5, gen_deploy_frac=0.0, init="scorda"),
+        ]
+    defaults = {"gen_deploy_frac": 0.25, "init": "gaussian", "arm": "none"}
+    agg = aggregate(rows, n_resamples=500, defaults=defaults)
+    names = sorted((c["field"], c["name"]) for c in agg["ablations"])
+    base = "arm=absorb,gen_deploy_frac=0.25,init=gaussian"
+    assert names == [
+        ("gen_deploy_frac", f"arm=absorb,gen_deploy_frac=0.0,init=gaussian - {base}"),
+        ("init", f"arm=absorb,gen_deploy_frac=0.25,init=scorda - {base}"),
+        ("init", f"arm=absorb,gen_deploy_frac=0.25,init=scorda_rev - {base}"),
+    ]
+    gdf = next(c for c in agg["ablations"] if c["field"] == "gen_deploy_frac")
+    assert gdf["metrics"]["deployed.hack"]["mean"] == pytest.approx(0.21)
+    assert gdf["metrics"]["deployed.hack"]["significant"] is True
+    # without defaults there is no way to tell which side is the reference: no ablations
+    assert aggregate(rows, n_resamples=100)["ablations"] == []

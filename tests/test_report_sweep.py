@@ -226,3 +226,58 @@ def test_a_swept_init_gets_its_own_column_and_rows(tmp_path):
     assert len(rows) == 1 and "| 3 | 0.300 [0.200, 0.400] |" in rows[0]
     contrasts = section(text, "Paired contrasts")
     assert "routeV [init=pissa] - none [init=pissa]" in contrasts
+
+
+def test_runs_csv_one_row_per_finished_run_with_overrides(sweep_dir):
+    import csv
+
+    report(sweep_dir)
+    rows = list(csv.DictReader((sweep_dir / "runs.csv").open()))
+    assert len(rows) == len(ARMS) * len(SEEDS) - 1  # the failed cell has no row
+    assert list(rows[0]) == [
+        "arm", "seed", "overrides", "deployed_hack", "deployed_solve", "as_trained_hack",
+        "as_trained_solve", "n", "commit", "threads",
+    ]  # fmt: skip
+    row = next(r for r in rows if r["arm"] == "routeV" and r["seed"] == "1")
+    assert (row["deployed_hack"], row["deployed_solve"]) == ("0.3", "0.45")
+    assert (row["as_trained_hack"], row["as_trained_solve"], row["n"]) == ("0.9", "0.4", "20")
+    # the sweep's fixed override is listed; the placebo's conventional Haar seed is implied
+    assert row["overrides"] == "steps=10"
+    placebo = next(r for r in rows if r["arm"] == "routeV_placebo" and r["seed"] == "2")
+    assert placebo["overrides"] == "steps=10"
+    assert {r["commit"] for r in rows} == {"unknown"}  # fake runs wrote no provenance.json
+
+
+def test_run_overrides_round_trip_through_the_train_cli():
+    """A runs.csv row's overrides, given to `vgrout train`'s argument parsing, rebuild the config."""
+    from vgrout.cli import _config_from_args, build_parser
+    from vgrout.config import load_preset
+    from vgrout.report.sweep import run_overrides
+    from vgrout.sweep import cell_config
+
+    cfg = cell_config(
+        load_preset("toy"),
+        {"arm": "routeV_placebo", "seed": 3, "gen_deploy_frac": 0.0, "modes": ("sentinel",)},
+    )
+    text = run_overrides(cfg.to_dict(), "toy")
+    assert text == "modes=sentinel;gen_deploy_frac=0.0"
+    argv = ["train", "--preset", "toy", "--arm", "routeV_placebo", "--seed", "3", "--out", "x"]
+    for part in text.split(";"):
+        argv += ["--set", part]
+    rebuilt = _config_from_args(build_parser().parse_args(argv))
+    assert rebuilt.placebo_seed == 1003 and rebuilt.arm == "routeV"
+    assert rebuilt.to_dict() == {**cfg.to_dict(), "notes": rebuilt.notes}
+    assert run_overrides(load_preset("toy").to_dict(), "toy") == ""
+
+
+def test_publish_copies_report_plots_and_csv(sweep_dir, tmp_path):
+    dest = tmp_path / "docs" / "evidence"
+    reading = tmp_path / "reading.md"
+    reading.write_text("Nothing removes the hack but the oracle.\n")
+    assert main(["report", str(sweep_dir), "--publish", str(dest), "--reading", str(reading)]) == 0
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        ["report.md", "runs.csv", *(p.name for p in sweep_dir.glob("*.png"))]
+    )
+    text = (dest / "report.md").read_text()
+    assert section(text, "Reading").strip() == "Nothing removes the hack but the oracle."
+    assert (dest / "runs.csv").read_text() == (sweep_dir / "runs.csv").read_text()

@@ -152,16 +152,16 @@ def _with_arm(key: tuple, arm: str) -> tuple:
 
 
 def _one_changed_field(a_key: tuple, b_key: tuple, defaults: dict) -> str | None:
-    """The field in which group `a` (same arm) departs from group `b`, if it is the only field
-    that differs and `b` holds the default value there; else None."""
+    """The field in which group `a` departs from group `b` of the same arm, if it is the only
+    field that differs and `b` is the arm's default configuration (every field at its default);
+    else None."""
     a, b = dict(a_key), dict(b_key)
     if a["arm"] != b["arm"]:
         return None
-    diff = [f for f in a if f != "arm" and a[f] != b.get(f)]
-    if len(diff) != 1 or diff[0] not in defaults:
+    if any(f in defaults and v != _hashable(defaults[f]) for f, v in b.items() if f != "arm"):
         return None
-    f = diff[0]
-    return f if b[f] == _hashable(defaults[f]) and a[f] != b[f] else None
+    diff = [f for f in a if f != "arm" and a[f] != b.get(f)]
+    return diff[0] if len(diff) == 1 and diff[0] in defaults else None
 
 
 # --------------------------------------------------------------------------------- the summary
@@ -238,8 +238,8 @@ def aggregate(
     """The sweep summary: per group means + intervals, paired contrasts, placebo bands.
 
     `defaults` ({field: value} of the sweep's base config) turns on ablation contrasts: a group
-    that differs from another group of the same arm in exactly one field, where the other holds
-    the default value, is contrasted with it (e.g. absorb [gen_deploy_frac=0] - absorb [0.25])."""
+    that differs in exactly one field from its arm's default configuration is contrasted with it
+    (e.g. absorb [gen_deploy_frac=0] - absorb [gen_deploy_frac=0.25])."""
     group_by = list(default_group_by(runs) if group_by is None else group_by)
     groups: dict[tuple, list[dict]] = {}
     for r in runs:

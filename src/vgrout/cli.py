@@ -117,8 +117,18 @@ def cmd_report(args) -> int:
 
     root = Path(args.run_dir)
     if is_sweep_dir(root):  # a sweep report is long: print its arms table and verdicts
-        print(write_sweep_report(root, classify=args.classify)[1])
+        arms = [a for a in (args.classify_arms or "").split(",") if a] or None
+        text = write_sweep_report(
+            root,
+            classify=args.classify,
+            classify_arms=arms,
+            reading=Path(args.reading) if args.reading else None,
+            publish=Path(args.publish) if args.publish else None,
+        )[1]
+        print(text)
         return 0
+    if args.classify_arms or args.reading or args.publish:
+        raise SystemExit("vgrout report: --classify-arms, --reading, --publish need a sweep folder")
     path = write_report(root, classify=args.classify)
     print(path.read_text())
     return 0
@@ -240,6 +250,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--classify",
         action="store_true",
         help="sweep folder: first run `vgrout classify` on finished runs that lack classify.json",
+    )
+    r.add_argument(
+        "--classify-arms",
+        default=None,
+        metavar="ARM,ARM",
+        help="sweep folder: classify only these arms' runs (e.g. routeV,routeV_placebo)",
+    )
+    r.add_argument(
+        "--reading",
+        default=None,
+        metavar="FILE",
+        help="sweep folder: a hand-written Markdown reading of the numbers, shown under the arms",
+    )
+    r.add_argument(
+        "--publish",
+        default=None,
+        metavar="DIR",
+        help="sweep folder: also copy report.md, its plots and runs.csv into DIR",
     )
     r.set_defaults(func=cmd_report)
 

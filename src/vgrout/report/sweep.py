@@ -242,14 +242,22 @@ def _of(k: int, docs: list) -> str:
     return "" if k == len(docs) else f" ({k}/{len(docs)})"
 
 
-def classify_missing(root: Path, cells: list[dict], log: Callable[[str], None] = print) -> list:
-    """Run `vgrout classify` on every finished run that has no classify.json; returns the errors
-    (cell name, message) of runs it could not classify (the others still run)."""
+def classify_missing(
+    root: Path,
+    cells: list[dict],
+    log: Callable[[str], None] = print,
+    arms: Sequence[str] | None = None,
+) -> list:
+    """Run `vgrout classify` on every finished run (of `arms`, default all) that has no
+    classify.json; returns the errors (cell name, message) of runs it could not classify (the
+    others still run)."""
     from vgrout.classify import classify_run
 
     errors = []
     for c in cells:
         d = root / sweep.RUNS / c["folder"]
+        if arms is not None and c["arm"] not in arms:
+            continue
         if not RunFolder(d).summary.is_file() or (d / CLASSIFY_FILE).is_file():
             continue
         log(f"[report] classify {c['name']}")
@@ -262,14 +270,29 @@ def classify_missing(root: Path, cells: list[dict], log: Callable[[str], None] =
 
 # --------------------------------------------------------------------------------- the report
 def write_sweep_report(
-    root: Path, *, classify: bool = False, n_resamples: int = 10_000
+    root: Path,
+    *,
+    classify: bool = False,
+    classify_arms: Sequence[str] | None = None,
+    reading: Path | None = None,
+    publish: Path | None = None,
+    n_resamples: int = 10_000,
 ) -> tuple[Path, str]:
-    """Write ROOT/report.md, curves.png and zones.png; returns (path, a short text for the
-    terminal: the arms table and the significance paragraph)."""
+    """Write ROOT/report.md, curves.png, zones.png and runs.csv; returns (path, a short text for
+    the terminal: the arms table and the significance paragraph).
+
+    `classify` runs `vgrout classify` on the finished runs without one (only those of
+    `classify_arms` when given). `reading` is a hand-written Markdown file placed under the arms
+    table as "Reading" (what the numbers mean; it is not generated). `publish` copies the report,
+    its plots and runs.csv into that folder (e.g. docs/evidence, to be committed)."""
     root = Path(root)
     doc = json.loads((root / sweep.SWEEP_FILE).read_text())
     cells = doc["cells"]
-    classify_errors = classify_missing(root, cells) if classify else []
+    if reading is not None and not Path(reading).is_file():
+        raise FileNotFoundError(f"--reading {reading}: no such file")
+    classify_errors = (
+        classify_missing(root, cells, arms=classify_arms) if classify or classify_arms else []
+    )
     summary = sweep.finish(root, n_resamples=n_resamples)
     group_by = summary["group_by"][1:]
     status = {c["name"]: cell_status(root / sweep.RUNS / c["folder"]) for c in cells}
@@ -334,6 +357,8 @@ def write_sweep_report(
             *(f"- `{n}`: {st}" + (f": {note}" if note else "") for n, st, note in not_done),
             "",
         ]
+    if reading is not None:
+        lines += ["## Reading", "", Path(reading).read_text().strip(), ""]
     lines += [
         "## What is significant",
         "",
@@ -407,8 +432,100 @@ def write_sweep_report(
     ]
     path = root / "report.md"
     atomic_write_text(path, "\n".join(lines))
+    atomic_write_text(root / RUNS_CSV, runs_csv(root, doc, status))
+    if publish is not None:
+        publish_report(root, Path(publish))
     brief = "\n".join([arms, "", paragraph, "", f"report: {path}"])
     return path, brief
+
+
+RUNS_CSV = "runs.csv"
+CSV_COLUMNS: tuple[str, ...] = (
+    "arm", "seed", "overrides", "deployed_hack", "deployed_solve", "as_trained_hack",
+    "as_trained_solve", "n", "commit", "threads",
+)  # fmt: skip
+"""One row per finished run. `overrides`: the `field=value` settings beyond the preset
+(`;`-separated, empty for defaults), so a row re-runs with `vgrout train --preset P --arm ARM
+--seed SEED --threads THREADS --set ...` on its `commit` (`-dirty` marks a run whose src/ was
+edited: not reproducible from the commit alone)."""
+
+
+def run_overrides(config: dict, preset: str) -> str:
+    """`field=value;...` of a run's config beyond its preset, as `--set` parses them. The arm and
+    seed have their own columns; a placebo arm's conventional Haar seed (1000 + seed) is implied
+    by the arm name (`vgrout train --arm routeV_placebo` expands it the same way)."""
+    import dataclasses
+
+    from vgrout.config import TrainConfig, load_preset
+
+    cfg = TrainConfig.from_dict({k: v for k, v in config.items()})
+    base = load_preset(preset)
+    label = sweep.arm_label(cfg)
+    implied = {"arm", "seed", "preset", "notes"}
+    if label.endswith(sweep.PLACEBO_SUFFIX) and cfg.placebo_seed == (
+        sweep.PLACEBO_SEED_OFFSET + cfg.seed
+    ):
+        implied.add("placebo_seed")
+    parts = []
+    for f in dataclasses.fields(TrainConfig):
+        a, b = getattr(cfg, f.name), getattr(base, f.name)
+        if f.name in implied or a == b:
+            continue
+        parts.append(f"{f.name}={_set_text(a)}")
+    return ";".join(parts)
+
+
+def _set_text(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple | list):
+        return ",".join(_set_text(x) for x in v)
+    if isinstance(v, dict):
+        return json.dumps(v, sort_keys=True)
+    return str(v)
+
+
+def runs_csv(root: Path, doc: dict, status: dict[str, tuple[str, str]]) -> str:
+    """runs.csv (CSV_COLUMNS) of a sweep's finished runs, in grid order."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    preset = doc.get("spec", {}).get("preset", "toy")
+    for c in doc["cells"]:
+        if status[c["name"]][0] != "finished":
+            continue
+        d = root / sweep.RUNS / c["folder"]
+        s = _summary_of(d)
+        prov = _json_or_empty(d / "provenance.json")
+        commit = prov.get("commit") or "unknown"
+        if prov.get("dirty"):
+            commit += "-dirty"
+        dep, tr = s.get("deployed", {}), s.get("as_trained", {})
+        w.writerow([
+            c["arm"], c["config"]["seed"], run_overrides(c["config"], preset),
+            dep.get("hack"), dep.get("solve"), tr.get("hack"), tr.get("solve"), dep.get("n"),
+            commit, prov.get("torch_threads", ""),
+        ])  # fmt: skip
+    return buf.getvalue()
+
+
+def _json_or_empty(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def publish_report(root: Path, dest: Path) -> None:
+    """Copy report.md, its PNGs and runs.csv into `dest` (created), each file written whole."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in [root / "report.md", root / RUNS_CSV, *sorted(root.glob("*.png"))]:
+        tmp = dest / f".{src.name}.tmp"
+        tmp.write_bytes(src.read_bytes())
+        tmp.replace(dest / src.name)
 
 
 def significance_paragraph(summary: dict) -> str:
