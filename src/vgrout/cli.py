@@ -51,11 +51,13 @@ def cmd_bench(args) -> int:
     elif args.what == "routing":
         from vgrout.bench_routing import bench_routing
 
-        bench_routing()
+        # bench_routing returns its lines without printing them (its module's main prints)
+        for line in bench_routing(batch=args.batch, repeats=args.repeats):
+            print(line)
     elif args.what == "step":
         from vgrout.bench_step import bench_step
 
-        bench_step(steps=args.steps)
+        bench_step(steps=args.steps, preset=args.preset)
     return 0
 
 
@@ -172,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=int, default=500, help="grader: responses")
     b.add_argument("--workers", type=int, default=None, help="grader: pool size")
     b.add_argument("--steps", type=int, default=4, help="step: timed steps per arm")
+    b.add_argument("--preset", default="toy", help="step: preset whose steps are timed")
+    b.add_argument("--repeats", type=int, default=7, help="routing: timed repeats per variant")
+    b.add_argument("--batch", type=int, default=32, help="routing: rollouts per batch")
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("toy", help="build (or reuse) the cached toy base model")
