@@ -36,6 +36,7 @@ def test_help_lists_every_contract_command():
         "demo",
         "sweep",
         "classify",
+        "export",
     ):
         assert cmd in out
 

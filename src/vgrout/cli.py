@@ -61,6 +61,15 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from vgrout.export import export_run
+
+    out = Path(args.out)
+    export_run(Path(args.run_dir), out, args.state, args.merged, args.step, args.base)
+    print(out)
+    return 0
+
+
 def cmd_toy(args) -> int:
     from vgrout.toy.model import build_toy_base
 
@@ -214,6 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.set_defaults(func=cmd_eval)
 
+    x = sub.add_parser(
+        "export", help="a run's deployed or as-trained model as a PEFT LoRA or merged HF folder"
+    )
+    x.add_argument("run_dir")
+    x.add_argument("--state", required=True, help="deployed (quarantine removed) | as-trained")
+    x.add_argument("--out", required=True, help="output folder (must not exist)")
+    x.add_argument("--merged", action="store_true", help="a full model with the delta merged in")
+    x.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    x.add_argument("--base", default=None, help="base model folder, if the run's is not found")
+    x.set_defaults(func=cmd_export)
+
     r = sub.add_parser("report", help="write report.md + plots for a run, decision or sweep folder")
     r.add_argument("run_dir")
     r.add_argument(
@@ -253,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"vgrout {args.command}: error: {e}", file=sys.stderr)
         return 2
 
