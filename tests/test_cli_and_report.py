@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -35,8 +36,27 @@ def test_help_lists_every_contract_command():
         "demo",
         "sweep",
         "classify",
+        "export",
     ):
         assert cmd in out
+
+
+@pytest.mark.parametrize(
+    ("args", "ratio"),
+    [
+        (("grader", "--n", "6", "--workers", "1"), r"^speed-up: \d+\.\dx"),
+        (
+            ("routing", "--repeats", "1", "--batch", "3"),
+            r"^overhead BlockLoRA\+masks / plain LoRA: \d+\.\d\dx$",
+        ),
+        (("step", "--preset", "smoke", "--steps", "1"), r"^routeV/none = \d+\.\d\dx"),
+    ],
+    ids=["grader", "routing", "step"],
+)
+def test_bench_prints_its_ratio_last(args, ratio):
+    """Each `vgrout bench` subcommand prints its report; the last line is the ratio."""
+    lines = _vgrout("bench", *args).stdout.strip().splitlines()
+    assert lines and re.search(ratio, lines[-1]), lines[-3:]
 
 
 def test_bad_config_fails_before_work_with_the_field_named(tmp_path):

@@ -60,11 +60,22 @@ def cmd_bench(args) -> int:
     elif args.what == "routing":
         from vgrout.bench_routing import bench_routing
 
-        bench_routing()
+        # bench_routing returns its lines without printing them (its module's main prints)
+        for line in bench_routing(batch=args.batch, repeats=args.repeats):
+            print(line)
     elif args.what == "step":
         from vgrout.bench_step import bench_step
 
-        bench_step(steps=args.steps)
+        bench_step(steps=args.steps, preset=args.preset)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from vgrout.export import export_run
+
+    out = Path(args.out)
+    export_run(Path(args.run_dir), out, args.state, args.merged, args.step, args.base)
+    print(out)
     return 0
 
 
@@ -197,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=int, default=500, help="grader: responses")
     b.add_argument("--workers", type=int, default=None, help="grader: pool size")
     b.add_argument("--steps", type=int, default=4, help="step: timed steps per arm")
+    b.add_argument("--preset", default="toy", help="step: preset whose steps are timed")
+    b.add_argument("--repeats", type=int, default=7, help="routing: timed repeats per variant")
+    b.add_argument("--batch", type=int, default=32, help="routing: rollouts per batch")
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("toy", help="build (or reuse) the cached toy base model")
@@ -243,6 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="re-run the final evaluation of a run folder")
     e.add_argument("run_dir")
     e.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser(
+        "export", help="a run's deployed or as-trained model as a PEFT LoRA or merged HF folder"
+    )
+    x.add_argument("run_dir")
+    x.add_argument("--state", required=True, help="deployed (quarantine removed) | as-trained")
+    x.add_argument("--out", required=True, help="output folder (must not exist)")
+    x.add_argument("--merged", action="store_true", help="a full model with the delta merged in")
+    x.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    x.add_argument("--base", default=None, help="base model folder, if the run's is not found")
+    x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("report", help="write report.md + plots for a run, decision or sweep folder")
     r.add_argument("run_dir")
@@ -301,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"vgrout {args.command}: error: {e}", file=sys.stderr)
         return 2
 

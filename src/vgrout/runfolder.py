@@ -22,6 +22,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -38,6 +40,31 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a temp sibling folder to fill; it is renamed to `path` only if the body succeeds,
+    else removed, so `path` is either absent or complete. `path` must not exist."""
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} already exists; choose another folder or delete it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); the result is not
+        yield tmp
+        if path.exists():  # created while we worked: never replace someone else's folder
+            raise FileExistsError(f"{path} appeared while it was being written; nothing replaced")
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_jsonl(path: Path) -> list[dict]:
