@@ -18,7 +18,6 @@ The export reads the saved adapter file and the base; it does not rebuild the tr
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from safetensors.torch import save_file
 from vgrout.adapters.blocklora import AdapterConfig, _is_conv1d, _weight_out_in, find_targets
 from vgrout.adapters.io import _read_tensors, read_header
 from vgrout.config import QUARANTINE_ARMS
-from vgrout.runfolder import RunFolder, _umask, atomic_dir
+from vgrout.runfolder import RunFolder, _umask, atomic_dir, code_provenance
 
 __all__ = ["STATES", "export_run", "lora_factors", "resolve_base"]
 
@@ -238,24 +237,12 @@ def _write_merged(tmp: Path, ckpt: Checkpoint, slots: slice, base: str) -> dict:
 
 def code_commit() -> str:
     """The git commit of the vgrout code doing the export ("-dirty" with uncommitted changes)."""
-    here = str(Path(__file__).resolve().parent)
-
-    def git(*args: str) -> str | None:
-        try:
-            res = subprocess.run(
-                ["git", "-C", here, *args], capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return res.stdout.strip() if res.returncode == 0 else None
-
-    sha = git("rev-parse", "HEAD")
-    if not sha:
+    prov = code_provenance()
+    if not prov["commit"]:
         from vgrout import __version__
 
         return f"unknown (vgrout {__version__}, not a git checkout)"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return sha + ("-dirty" if dirty else "")
+    return prov["commit"] + ("-dirty" if prov["dirty"] else "")
 
 
 def _card(info: dict, summary: dict | None, run_cfg: dict) -> str:
