@@ -141,7 +141,9 @@ class TrainConfig:
     students are all sampled from the deployed model it trains; `plain` and the baselines, whose
     deployed model is the full one)."""
     micro_batch: int = 64
-    """Rows per forward/backward chunk (memory knob; the gradient does not depend on it)."""
+    """Rows per forward/backward chunk (memory knob; the gradient does not depend on it). 0 = auto:
+    sized per batch from free accelerator memory (CUDA) or available RAM (CPU), the row length
+    and the model's shape (`policy.micro_batch_rows`)."""
 
     # ---------------------------------------------------------------- teacher injection
     teacher_per_group: int = 2
@@ -270,10 +272,11 @@ class TrainConfig:
             "group_size",
             "rank",
             "max_new_tokens",
-            "micro_batch",
         ):
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
+        if self.micro_batch < 0:
+            raise bad("micro_batch", "must be >= 1, or 0 for auto (sized by free memory)")
         if self.group_size < 2:
             raise bad("group_size", "GRPO needs at least 2 rollouts per group")
         if not 0 <= self.teacher_per_group < self.group_size:
@@ -429,7 +432,7 @@ def preset_leetcode_qwen3_4b() -> TrainConfig:
         top_k=20,
         teacher_per_group=1,
         teacher_off_step=30,
-        micro_batch=4,
+        micro_batch=0,  # auto: sized by free GPU memory
         eval_every=25,
         eval_n=32,
         band_warmup=0,

@@ -40,7 +40,14 @@ from vgrout.env.tasks import Item
 from vgrout.evaluate import evaluate_states
 from vgrout.gates import ZONE_NAMES, GateOutput, gate_metrics, qmass
 from vgrout.grpo import group_advantages, grpo_loss, keep_zone_advantages, lr_factor
-from vgrout.policy import Batch, Policy, SamplingParams, completion_logprobs, make_batch
+from vgrout.policy import (
+    Batch,
+    Policy,
+    SamplingParams,
+    completion_logprobs,
+    make_batch,
+    micro_batch_rows,
+)
 from vgrout.routing import Router
 from vgrout.runfolder import RunFolder, run_provenance
 
@@ -287,7 +294,7 @@ def policy_update(
     normalizer = float(cfg.prompts_per_step * cfg.group_size * cfg.max_new_tokens)
     stats = {"loss": 0.0, "clipfrac": 0.0, "kl": 0.0}
     n = len(rows)
-    for chunk in torch.arange(n).split(cfg.micro_batch):
+    for chunk in torch.arange(n).split(micro_batch_rows(cfg.micro_batch, model, batch)):
         sub = batch.rows(chunk)
         ref = policy.logprobs(sub, state="base") if cfg.kl_beta > 0 else None
         route = (
@@ -518,7 +525,8 @@ def training_step(run: Run, step: int, pool):
         if cfg.keep_baseline == "keep" and gate.m is not None:
             recentre_keep_zone(cfg, kept, gate)
         states = train_states(gate, len(kept))
-        logp_old, needs = old_logprobs(run.policy, batch, kept, states, cfg.micro_batch)
+        micro = micro_batch_rows(cfg.micro_batch, run.policy.model, batch)
+        logp_old, needs = old_logprobs(run.policy, batch, kept, states, micro)
         upd = policy_update(cfg, run.policy, batch, kept, gate, logp_old, needs)
         upd.update(optimizer_step(cfg, run.policy.adapter, run.opt))
     run.router.maybe_refresh(step)
