@@ -50,8 +50,10 @@ class TrainConfig:
 
     # ---------------------------------------------------------------- model
     model: str = "toy"
-    """`toy` builds (or reuses from cache) the tiny from-scratch toy base; else a HF hub id or a local
-    model folder loaded with `from_pretrained`."""
+    """`toy` builds (or reuses from cache) the tiny from-scratch toy base; `random:SHAPE` (e.g.
+    `random:qwen3-4b`) random weights of a published shape with a locally trained tokenizer, for
+    speed benchmarks only (`vgrout.shapes`); else a HF hub id or a local model folder loaded with
+    `from_pretrained`."""
     toy_recipe: str = "default"
     """Toy base recipe (`default`, or `smoke`: a few pretraining steps, for tests)."""
     device: str = "auto"
@@ -246,6 +248,9 @@ class TrainConfig:
 
         if self.arm not in ARMS:
             raise bad("arm", f"choose one of {', '.join(ARMS)}")
+        from vgrout.shapes import shape_name
+
+        shape_name(self.model)  # a `random:SHAPE` model names a known shape
         if self.init not in INITS:
             raise bad("init", f"choose one of {', '.join(INITS)}")
         if self.band not in BANDS:
