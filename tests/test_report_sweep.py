@@ -36,6 +36,11 @@ def curve_value(arm: str, seed: int, step: int, key: str) -> float:
     return 0.1 + (final[key] - 0.1) * step / EVAL_STEPS[-1]
 
 
+STEP_TIMES = {"seconds": 2.0, "time_generate": 1.0, "time_grade": 0.5, "time_update": 0.2,
+              "time_refresh": 0.0, "gen_tokens_per_s": 640.0}  # fmt: skip
+GATE_TIME = {"routeV": 0.2}
+
+
 def state(hack: float, solve: float) -> dict:
     return {"hack": hack, "solve": solve, "n": 20}
 
@@ -53,7 +58,8 @@ def fake_train(cfg, out: Path) -> dict:
         folder.append(folder.evals, row)
     for step in range(EVAL_STEPS[-1]):
         folder.append(folder.metrics, {"step": step, "share_rout": 0.1, "share_keep": 0.9,
-                                       "qmass": 0.05, "auroc": 0.7 if arm == "routeV" else None})  # fmt: skip
+                                       "qmass": 0.05, "auroc": 0.7 if arm == "routeV" else None,
+                                       **STEP_TIMES, "time_gate": GATE_TIME.get(arm, 0.0)})  # fmt: skip
     dh, ds, ah, as_ = FINAL[arm][cfg.seed]
     summary = {"arm": cfg.arm, "seed": cfg.seed, "deployed": state(dh, ds),
                "as_trained": state(ah, as_), "seconds": 2.0}  # fmt: skip
@@ -120,6 +126,15 @@ def test_failed_cell_is_listed_and_left_out(sweep_dir):
     runs = section(text, "Runs")
     assert table_row(runs, FAILING)[3] == "failed"
     assert table_row(runs, "arm=routeV,seed=1")[3:6] == ["finished", "0.300", "0.450"]
+
+
+def test_where_the_time_goes_shows_mean_phase_seconds_and_shares(sweep_dir):
+    times = section(report(sweep_dir), "Where the time goes")
+    assert table_row(times, "routeV") == [
+        "routeV", "2.00", "1.00 (50%)", "0.50 (25%)", "0.20 (10%)", "0.20 (10%)", "0.00 (0%)",
+        "0.10 (5%)", "640", "30",
+    ]  # fmt: skip
+    assert table_row(times, "none")[4] == "0.00 (0%)"  # no scoring pass
 
 
 def test_contrasts_placebo_band_and_significance_paragraph(sweep_dir):

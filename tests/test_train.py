@@ -16,7 +16,8 @@ import torch
 
 from vgrout.config import TrainConfig, load_preset
 from vgrout.gates import ABSORB, KEEP, ROUT, GateOutput, masks_from_zones
-from vgrout.train import assign_advantages, step_seed, train, train_states
+from vgrout.report import write_report
+from vgrout.train import PHASES, assign_advantages, step_seed, train, train_states
 
 
 class _Grade:
@@ -105,6 +106,21 @@ def test_smoke_run_writes_the_run_folder(tmp_path, arm):
         assert (out / name).is_file(), name
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == list(range(cfg.steps))
+    for m in metrics:  # where the time goes: every phase timed, inside the step's seconds
+        phases = [m[f"time_{k}"] for k in PHASES]
+        assert all(t >= 0.0 for t in phases) and m["time_generate"] > 0.0
+        assert sum(phases) <= m["seconds"]
+        assert m["gen_tokens"] > 0 and m["gen_tokens_per_s"] > 0.0
+        assert (m["time_update"] > 0.0) == (m["kept_rows"] > 0)  # nothing kept: no update
+        if arm == "routeV" and m["kept_rows"]:  # the c-probe scoring pass is a phase of its own
+            assert m["time_gate"] > 0.0
+    if arm == "routeV":
+        assert any(m["kept_rows"] for m in metrics)
+    if arm == "routeV":
+        report = write_report(out).read_text()
+        section = report.split("## Where the time goes")[1]
+        assert "| arm | s/step | generate | grade | gate | update | refresh | other |" in section
+        assert "| routeV |" in section
     evals = [json.loads(x) for x in (out / "eval.jsonl").read_text().splitlines()]
     assert {e["kind"] for e in evals} == {"periodic", "final"}
     assert {(e["split"]) for e in evals if e["kind"] == "final"} == {"test", "train_dist"}

@@ -857,7 +857,7 @@ def classify_run(
         policy = run.policy
         state = "deployed" if cfg.has_quarantine else "full"
         layer = _residual_layer(policy.model, residual_layer)
-        bs = batch_size or cfg.micro_batch
+        bs = batch_size or cfg.micro_batch or 16  # micro_batch 0 = auto (sized per batch)
 
         def features_of(sides) -> dict[str, SiteFeatures]:
             raw = extract_features(policy, sides, state=state, residual_layer=layer, batch_size=bs)

@@ -66,7 +66,19 @@ def cmd_bench(args) -> int:
     elif args.what == "step":
         from vgrout.bench_step import bench_step
 
-        bench_step(steps=args.steps, preset=args.preset)
+        bench_step(
+            steps=args.steps,
+            preset=args.preset,
+            random_weights=args.random_weights,
+            shape=args.shape,
+            overrides=tuple(args.set or ()),
+            arms=tuple(args.arms.split(",")) if args.arms else None,
+            warmup=args.warmup,
+        )
+    elif args.what == "trl":
+        from vgrout.bench_trl import bench_trl
+
+        bench_trl(steps=args.steps, warmup=args.warmup, overrides=tuple(args.set or ()))
     return 0
 
 
@@ -204,13 +216,24 @@ def build_parser() -> argparse.ArgumentParser:
     lt.set_defaults(func=cmd_data)
 
     b = sub.add_parser("bench", help="benchmarks (print numbers and ratios)")
-    b.add_argument("what", choices=["grader", "routing", "step"])
+    b.add_argument("what", choices=["grader", "routing", "step", "trl"])
     b.add_argument("--n", type=int, default=500, help="grader: responses")
     b.add_argument("--workers", type=int, default=None, help="grader: pool size")
-    b.add_argument("--steps", type=int, default=4, help="step: timed steps per arm")
-    b.add_argument("--preset", default="toy", help="step: preset whose steps are timed")
     b.add_argument("--repeats", type=int, default=7, help="routing: timed repeats per variant")
     b.add_argument("--batch", type=int, default=32, help="routing: rollouts per batch")
+    b.add_argument("--steps", type=int, default=4, help="step, trl: timed steps per arm")
+    b.add_argument("--warmup", type=int, default=1, help="step, trl: untimed steps first")
+    b.add_argument("--preset", default="toy", help="step: toy | leetcode-qwen3-4b | ...")
+    b.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="step: random weights of the preset model's published shape (no hub)",
+    )
+    b.add_argument("--shape", default=None, help="step: with --random-weights, e.g. qwen3-4b")
+    b.add_argument("--arms", default=None, help="step: comma-separated (default per preset)")
+    b.add_argument(
+        "--set", action="append", metavar="FIELD=VALUE", help="step, trl: config overrides"
+    )
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("toy", help="build (or reuse) the cached toy base model")

@@ -19,6 +19,7 @@ import torch
 from vgrout.config import TrainConfig
 from vgrout.env.problems import Problem, load_problems
 from vgrout.env.tasks import Item, make_items
+from vgrout.shapes import shape_name
 
 Render = Callable[[object, str], str]
 
@@ -71,6 +72,14 @@ def load_model(cfg: TrainConfig, device: str, dtype: torch.dtype):
         path = build_toy_base(seed=0, recipe=toy_recipe(cfg.toy_recipe), progress=True)
         model, tokenizer = load_toy(path)
         render = render_prompt
+    elif shape_name(cfg.model):
+        # benchmarks without a hub: random weights of a published shape + a local tokenizer
+        from vgrout.shapes import offline_tokenizer, random_model
+
+        train, test = load_problem_sets(cfg)
+        tokenizer = offline_tokenizer([p.question for p in train + test])
+        model = random_model(shape_name(cfg.model), device, dtype, seed=cfg.seed)
+        render = qwen_render
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

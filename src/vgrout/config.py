@@ -50,8 +50,10 @@ class TrainConfig:
 
     # ---------------------------------------------------------------- model
     model: str = "toy"
-    """`toy` builds (or reuses from cache) the tiny from-scratch toy base; else a HF hub id or a local
-    model folder loaded with `from_pretrained`."""
+    """`toy` builds (or reuses from cache) the tiny from-scratch toy base; `random:SHAPE` (e.g.
+    `random:qwen3-4b`) random weights of a published shape with a locally trained tokenizer, for
+    speed benchmarks only (`vgrout.shapes`); else a HF hub id or a local model folder loaded with
+    `from_pretrained`."""
     toy_recipe: str = "default"
     """Toy base recipe (`default`, or `smoke`: a few pretraining steps, for tests)."""
     device: str = "auto"
@@ -141,7 +143,9 @@ class TrainConfig:
     students are all sampled from the deployed model it trains; `plain` and the baselines, whose
     deployed model is the full one)."""
     micro_batch: int = 64
-    """Rows per forward/backward chunk (memory knob; the gradient does not depend on it)."""
+    """Rows per forward/backward chunk (memory knob; the gradient does not depend on it). 0 = auto:
+    sized per batch from free accelerator memory (CUDA) or available RAM (CPU), the row length
+    and the model's shape (`policy.micro_batch_rows`)."""
 
     # ---------------------------------------------------------------- teacher injection
     teacher_per_group: int = 2
@@ -244,6 +248,9 @@ class TrainConfig:
 
         if self.arm not in ARMS:
             raise bad("arm", f"choose one of {', '.join(ARMS)}")
+        from vgrout.shapes import shape_name
+
+        shape_name(self.model)  # a `random:SHAPE` model names a known shape
         if self.init not in INITS:
             raise bad("init", f"choose one of {', '.join(INITS)}")
         if self.band not in BANDS:
@@ -270,10 +277,11 @@ class TrainConfig:
             "group_size",
             "rank",
             "max_new_tokens",
-            "micro_batch",
         ):
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
+        if self.micro_batch < 0:
+            raise bad("micro_batch", "must be >= 1, or 0 for auto (sized by free memory)")
         if self.group_size < 2:
             raise bad("group_size", "GRPO needs at least 2 rollouts per group")
         if not 0 <= self.teacher_per_group < self.group_size:
@@ -429,7 +437,7 @@ def preset_leetcode_qwen3_4b() -> TrainConfig:
         top_k=20,
         teacher_per_group=1,
         teacher_off_step=30,
-        micro_batch=4,
+        micro_batch=0,  # auto: sized by free GPU memory
         eval_every=25,
         eval_n=32,
         band_warmup=0,

@@ -70,6 +70,54 @@ def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
     return -nll.view(n, t)
 
 
+class _ChunkedTokenLogprobs(torch.autograd.Function):
+    """log p(target) of `hidden @ weight.T`, one token chunk at a time, for a frozen `weight`.
+
+    Each token's log-prob depends only on its own hidden state, with d logp / d h = W[target] -
+    softmax(h W^T) W. The forward computes that row (one extra matmul per chunk) while the chunk's
+    logits are alive, so backward is a per-token scale: no [tokens, vocab] tensor is kept or
+    recomputed, and only one chunk's logits exist at a time.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk, with_grad):
+        out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        jac = torch.empty_like(hidden) if with_grad else None
+        for s in range(0, hidden.shape[0], chunk):
+            h, t = hidden[s : s + chunk], targets[s : s + chunk]
+            logits = F.linear(h, weight).float()  # the model's own matmul, then fp32 like HF's loss
+            lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+            out[s : s + chunk] = (logits.gather(1, t.unsqueeze(1)) - lse).squeeze(1)
+            if with_grad:
+                p = logits.sub_(lse).exp_().neg_()  # in place: -softmax
+                p.scatter_add_(1, t.unsqueeze(1), torch.ones_like(p[:, :1]))  # onehot - softmax
+                jac[s : s + chunk] = (p.to(weight.dtype) @ weight).to(hidden.dtype)
+            del logits
+        if with_grad:
+            ctx.save_for_backward(jac)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (jac,) = ctx.saved_tensors
+        return grad_out.unsqueeze(1).to(jac.dtype) * jac, None, None, None, None
+
+
+def chunked_token_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, chunk: int) -> Tensor:
+    """log p(target) per token from final hidden states [M, H] and an output head [V, H], in fp32.
+
+    Same values and gradient (w.r.t. `hidden`) as `token_logprobs(hidden @ weight.T, targets)`, but
+    at most `chunk` tokens' logits exist at once (the full [M, V] fp32 logits of a 151,936-token
+    vocabulary are the update's largest tensor at the real scale). The head must be frozen.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1 token, got {chunk}")
+    if weight.requires_grad and torch.is_grad_enabled():
+        raise ValueError("chunked_token_logprobs needs a frozen output head (weight.requires_grad)")
+    with_grad = torch.is_grad_enabled() and hidden.requires_grad
+    return _ChunkedTokenLogprobs.apply(hidden, weight, targets, chunk, with_grad)
+
+
 def clipped_surrogate(
     logp: Tensor, logp_old: Tensor, advantages: Tensor, clip_eps: float
 ) -> tuple[Tensor, Tensor]:

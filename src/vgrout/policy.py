@@ -10,11 +10,12 @@ completion token that must be trained).
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
 
-from vgrout.grpo import token_logprobs
+from vgrout.grpo import chunked_token_logprobs, token_logprobs
 
 Tensor = torch.Tensor
 
@@ -78,18 +79,100 @@ def make_batch(
     )
 
 
-def completion_logprobs(model, batch: Batch) -> Tensor:
-    """log p(completion token) per position, [N, Lc] fp32 (0 where masked)."""
+LOGIT_CHUNK_ELEMENTS = 2**27
+"""Tokens x vocabulary of fp32 logits alive at once in `completion_logprobs` (512 MiB): ~880
+tokens of Qwen3's 151,936 vocabulary; the toy's whole batch in one chunk."""
+
+
+def completion_logprobs(model, batch: Batch, chunk_tokens: int = 0) -> Tensor:
+    """log p(completion token) per position, [N, Lc] fp32 (0 where masked).
+
+    When the batch's logits exceed one chunk (LOGIT_CHUNK_ELEMENTS tokens x vocabulary, e.g.
+    Qwen3's 151,936 vocabulary at a real batch), runs the decoder body once, then the output head
+    + log-softmax over `chunk_tokens` real completion tokens at a time (0 = LOGIT_CHUNK_ELEMENTS /
+    vocab), so neither HF's [N, Lc, V] logits nor an fp32 copy of them is materialised. Smaller
+    batches (the toy's) and models whose head is not a plain linear layer (logit soft-capping or
+    scaling) take HF's own forward: the same values up to float rounding, and a seeded toy run
+    keeps the exact bits it had before chunking existed (its published runs re-run bit for bit).
+    `chunk_tokens > 0` forces the chunked path.
+    """
+    if batch.prompt_len < 1:
+        raise ValueError("completion_logprobs: rows need at least one prompt token")
     lc = batch.completion_ids.shape[1]
-    out = model(
+    head = _plain_head(model)
+    if head is not None and not chunk_tokens:
+        n_real = int(batch.completion_mask.sum())
+        if n_real * head.weight.shape[0] <= LOGIT_CHUNK_ELEMENTS:
+            head = None  # fits in one chunk: nothing to save
+    if head is None:
+        out = model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            logits_to_keep=lc + 1,
+            use_cache=False,
+        )
+        logits = out.logits[:, :-1]  # position t predicts token t+1: these predict the completion
+        return token_logprobs(logits, batch.completion_ids) * batch.completion_mask
+    hidden = model.base_model(
         input_ids=batch.input_ids,
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids,
-        logits_to_keep=lc + 1,
         use_cache=False,
-    )
-    logits = out.logits[:, :-1]  # position t predicts token t+1: these predict the completion
-    return token_logprobs(logits, batch.completion_ids) * batch.completion_mask
+    ).last_hidden_state
+    lp = batch.prompt_len
+    h = hidden[:, lp - 1 : lp + lc - 1]  # the positions that predict the completion tokens
+    real = batch.completion_mask > 0
+    chunk = chunk_tokens or max(1, LOGIT_CHUNK_ELEMENTS // head.weight.shape[0])
+    logp = chunked_token_logprobs(h[real], head.weight, batch.completion_ids[real], chunk)
+    zeros = torch.zeros(real.shape, dtype=logp.dtype, device=logp.device)
+    return zeros.masked_scatter(real, logp)
+
+
+def _plain_head(model):
+    """The output head if logits are exactly `hidden @ head.weight.T`, else None."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    cfg = getattr(model, "config", None)
+    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    if (
+        not isinstance(head, torch.nn.Linear)
+        or head.bias is not None
+        or head.weight.requires_grad
+        or getattr(text_cfg, "final_logit_softcapping", None)
+        or getattr(text_cfg, "logit_scale", None) not in (None, 1, 1.0)
+        or not hasattr(model, "base_model")
+        or model.base_model is model
+    ):
+        return None
+    return head
+
+
+def micro_batch_rows(setting: int, model, batch: Batch) -> int:
+    """Rows per forward/backward chunk: `setting` when > 0; 0 sizes it by free memory.
+
+    Auto is a conservative estimate of what one row's training forward keeps for backward (per
+    token and layer ~12 hidden + 4 intermediate activations, no gradient checkpointing) against
+    60% of the free accelerator memory (CUDA) or available RAM (CPU), after one chunk of logits.
+    The gradient does not depend on the choice: rows never interact and the loss normaliser is
+    a constant.
+    """
+    n = len(batch)
+    if setting > 0:
+        return setting
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else None
+    cfg = cfg or model.config
+    hidden = getattr(cfg, "hidden_size", 1024)
+    inter = getattr(cfg, "intermediate_size", 4 * hidden)
+    layers = getattr(cfg, "num_hidden_layers", 24)
+    elem = next(model.parameters()).element_size()
+    per_row = batch.input_ids.shape[1] * layers * (12 * hidden + 4 * inter) * elem
+    device = batch.input_ids.device
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    budget = 0.6 * free - 3 * 4 * LOGIT_CHUNK_ELEMENTS  # a chunk's fp32 logits and softmax
+    return int(max(1, min(n, budget // max(1, per_row))))
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 from vgrout.config import DIRECTION_ARMS, LABEL_ARMS, TrainConfig
 from vgrout.directions import extract_direction, haar_placebo
 from vgrout.gates import PairBand, QuantileBand, gate_for_arm, module_dot_score, pair_band_state
-from vgrout.policy import Batch, Policy, completion_logprobs
+from vgrout.policy import Batch, Policy, completion_logprobs, micro_batch_rows
 
 
 class Router:
@@ -82,7 +82,8 @@ class Router:
     def features(self, batch: Batch) -> torch.Tensor:
         adapter, model, r = self.policy.adapter, self.policy.model, self.policy.adapter.r
         chunks = []
-        for idx in torch.arange(len(batch)).split(self.cfg.micro_batch):
+        micro = micro_batch_rows(self.cfg.micro_batch, model, batch)
+        for idx in torch.arange(len(batch)).split(micro):
             sub = batch.rows(idx)
             if self.kind == "act":
                 with (

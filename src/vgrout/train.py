@@ -40,7 +40,14 @@ from vgrout.env.tasks import Item
 from vgrout.evaluate import evaluate_states
 from vgrout.gates import ZONE_NAMES, GateOutput, gate_metrics, qmass
 from vgrout.grpo import group_advantages, grpo_loss, keep_zone_advantages, lr_factor
-from vgrout.policy import Batch, Policy, SamplingParams, completion_logprobs, make_batch
+from vgrout.policy import (
+    Batch,
+    Policy,
+    SamplingParams,
+    completion_logprobs,
+    make_batch,
+    micro_batch_rows,
+)
 from vgrout.routing import Router
 from vgrout.runfolder import RunFolder, run_provenance
 
@@ -62,6 +69,37 @@ class Rollout:
 
 def step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7_919 + 17) % (2**31 - 1)
+
+
+PHASES = ("generate", "grade", "gate", "update", "refresh")
+"""Phases of a step timed into every metrics row as `time_<phase>` seconds."""
+
+
+class PhaseClock:
+    """`with clock("grade"): ...` adds the block's wall seconds to phase `grade`. On CUDA the device
+    is synchronised before each reading: kernels run asynchronously and would be billed to
+    whichever phase next waits for them."""
+
+    def __init__(self, device: str):
+        self.cuda = str(device).startswith("cuda")
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str):
+        self._sync()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sync()
+            self.seconds[phase] += time.perf_counter() - t0
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def metrics(self) -> dict:
+        return {f"time_{k}": v for k, v in self.seconds.items()}
 
 
 # --------------------------------------------------------------------------------- the pieces
@@ -287,7 +325,7 @@ def policy_update(
     normalizer = float(cfg.prompts_per_step * cfg.group_size * cfg.max_new_tokens)
     stats = {"loss": 0.0, "clipfrac": 0.0, "kl": 0.0}
     n = len(rows)
-    for chunk in torch.arange(n).split(cfg.micro_batch):
+    for chunk in torch.arange(n).split(micro_batch_rows(cfg.micro_batch, model, batch)):
         sub = batch.rows(chunk)
         ref = policy.logprobs(sub, state="base") if cfg.kl_beta > 0 else None
         route = (
@@ -362,9 +400,12 @@ def step_metrics(
     step: int, rows: list[Rollout], kept: list[Rollout], gate, scores, upd: dict, seconds: float
 ) -> dict:
     students = [r for r in rows if r.source == "student"]
+    gen_tokens = sum(len(r.completion_ids) for r in students)
     m = {
         "step": step,
         "seconds": seconds,
+        "gen_tokens": gen_tokens,
+        "gen_tokens_per_s": gen_tokens / upd["time_generate"] if upd.get("time_generate") else 0.0,
         "reward": float(np.mean([r.grade.reward for r in students])) if students else float("nan"),
         "hack": float(np.mean([r.grade.exploited for r in students])) if students else float("nan"),
         "solve": float(np.mean([r.grade.gt_correct for r in students]))
@@ -481,48 +522,56 @@ def load_checkpoint(run: Run, path: Path) -> int:
 
 # --------------------------------------------------------------------------------- the loop
 def training_step(run: Run, step: int, pool):
-    """One GRPO update. Every random draw is seeded from (seed, step)."""
+    """One GRPO update. Every random draw is seeded from (seed, step). The phase seconds
+    (`time_generate`, ... see PHASES) are returned among the update's metrics."""
     cfg = run.cfg
+    clock = PhaseClock(run.policy.device)
     rng = np.random.default_rng([cfg.seed, step])
     torch.manual_seed(step_seed(cfg.seed, step))
     set_lr(cfg, run.opt, step)
 
     items = pick_prompts(cfg, run.env.train, run.teacher, step, rng)
-    students = sample_rollouts(cfg, run.policy, items, run.teacher, step)
-    grade_rollouts(students, pool)
-    teachers = teacher_rollouts(cfg, run.policy, items, students, run.teacher, step, rng)
-    grade_rollouts(teachers, pool)
+    with clock("generate"):
+        students = sample_rollouts(cfg, run.policy, items, run.teacher, step)
+    with clock("grade"):  # teacher rows are built from graded students, then graded themselves
+        grade_rollouts(students, pool)
+        teachers = teacher_rollouts(cfg, run.policy, items, students, run.teacher, step, rng)
+        grade_rollouts(teachers, pool)
     rows = sorted(students + teachers, key=lambda r: r.group)  # stable: students then teachers
     apply_monitor(cfg, rows, step)
     kept = assign_advantages(cfg, rows, len(items))
 
     gate, scores, upd = None, None, {"loss": 0.0, "qmass": float("nan")}
     if kept:
-        batch = make_batch(
-            [r.prompt_ids for r in kept],
-            [r.completion_ids for r in kept],
-            run.policy.pad_id,
-            run.policy.device,
-        )
-        labels = [r.grade.exploited for r in kept] if cfg.arm in LABEL_ARMS else None
-        gate, scores = run.router.gate(batch, labels=labels, step=step)
-        if cfg.arm == "advantage_mod":
-            adv = modified_advantages(
-                torch.tensor([r.advantage for r in kept]),
-                scores.cpu(),
-                run.router.score_history,
-                cfg.advantage_mod_coef,
+        with clock("gate"):
+            batch = make_batch(
+                [r.prompt_ids for r in kept],
+                [r.completion_ids for r in kept],
+                run.policy.pad_id,
+                run.policy.device,
             )
-            for r, a in zip(kept, adv.tolist(), strict=True):
-                r.advantage = a
-        if cfg.keep_baseline == "keep" and gate.m is not None:
-            recentre_keep_zone(cfg, kept, gate)
-        states = train_states(gate, len(kept))
-        logp_old, needs = old_logprobs(run.policy, batch, kept, states, cfg.micro_batch)
-        upd = policy_update(cfg, run.policy, batch, kept, gate, logp_old, needs)
-        upd.update(optimizer_step(cfg, run.policy.adapter, run.opt))
-    run.router.maybe_refresh(step)
-    return rows, kept, gate, scores, upd
+            labels = [r.grade.exploited for r in kept] if cfg.arm in LABEL_ARMS else None
+            gate, scores = run.router.gate(batch, labels=labels, step=step)
+            if cfg.arm == "advantage_mod":
+                adv = modified_advantages(
+                    torch.tensor([r.advantage for r in kept]),
+                    scores.cpu(),
+                    run.router.score_history,
+                    cfg.advantage_mod_coef,
+                )
+                for r, a in zip(kept, adv.tolist(), strict=True):
+                    r.advantage = a
+            if cfg.keep_baseline == "keep" and gate.m is not None:
+                recentre_keep_zone(cfg, kept, gate)
+        with clock("update"):  # old log-probs where needed, masked forward/backward, AdamW
+            states = train_states(gate, len(kept))
+            micro = micro_batch_rows(cfg.micro_batch, run.policy.model, batch)
+            logp_old, needs = old_logprobs(run.policy, batch, kept, states, micro)
+            upd = policy_update(cfg, run.policy, batch, kept, gate, logp_old, needs)
+            upd.update(optimizer_step(cfg, run.policy.adapter, run.opt))
+    with clock("refresh"):
+        run.router.maybe_refresh(step)
+    return rows, kept, gate, scores, {**upd, **clock.metrics()}
 
 
 def train(cfg: TrainConfig, out: Path, *, resume: bool = False, progress: bool = True) -> dict:
@@ -555,10 +604,10 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, progress: bool =
         if start == 0:
             periodic_eval(run, 0, pool)
         for step in range(start, cfg.steps):
-            t0 = time.time()
+            t0 = time.perf_counter()
             rows, kept, gate, scores, upd = training_step(run, step, pool)
             rollouts += rollout_records(step, rows, {id(r) for r in kept}, gate, scores)
-            metrics = step_metrics(step, rows, kept, gate, scores, upd, time.time() - t0)
+            metrics = step_metrics(step, rows, kept, gate, scores, upd, time.perf_counter() - t0)
             folder.append(folder.metrics, metrics)
             bar.update(metrics)
 

@@ -271,6 +271,45 @@ def _gate_table(runs: Mapping[str, Sequence[Path]]) -> str:
     return markdown_table(header, rows) if rows else "(no direction arm logged gate scores)"
 
 
+TIME_PHASES: tuple[str, ...] = ("generate", "grade", "gate", "update", "refresh")
+"""Step phases logged as `time_<phase>` in metrics.jsonl (`vgrout.train.PHASES`)."""
+
+
+def time_table(runs: Mapping[str, Sequence[Path]]) -> str:
+    """Where the time goes: mean seconds per step and per phase (share of the step) per arm, over
+    all logged steps of its runs; `other` = the step's seconds outside the timed phases."""
+    rows = []
+    for arm, dirs in runs.items():
+        steps = [
+            r
+            for d in dirs
+            if (Path(d) / "metrics.jsonl").is_file()
+            for r in read_jsonl(Path(d) / "metrics.jsonl")
+            if "time_generate" in r
+        ]
+        if not steps:
+            continue
+        total = _nanmean(_number(r.get("seconds")) for r in steps)
+        phase = {k: _nanmean(_number(r.get(f"time_{k}")) for r in steps) for k in TIME_PHASES}
+        phase["other"] = max(0.0, total - sum(phase.values()))
+        cells = [f"{v:.2f} ({v / total:.0%})" if total > 0 else f"{v:.2f}" for v in phase.values()]
+        tok_s = _nanmean(_number(r.get("gen_tokens_per_s")) for r in steps)
+        rows.append([arm, f"{total:.2f}", *cells, f"{tok_s:.0f}", len(steps)])
+    if not rows:
+        return "(no phase timings in metrics.jsonl: runs made before they were logged)"
+    header = ["arm", "s/step", *TIME_PHASES, "other", "generated tok/s", "steps"]
+    return markdown_table(header, rows)
+
+
+TIME_NOTE = (
+    "Mean seconds per training step and per phase (share of the step), over every logged step: "
+    "*generate* = sampling rollouts; *grade* = the sandboxed grader (teacher rows included); "
+    "*gate* = scoring and routing (routeV's c-probe pass); *update* = old log-probs, the masked "
+    "forward/backward and the optimizer step; *refresh* = direction re-extraction; *other* = "
+    "bookkeeping. Evaluations and checkpoints are not in a step."
+)
+
+
 def write_report(root: Path, classify: bool = False) -> Path:
     """report.md + PNGs in ROOT (a run, decision or sweep folder); returns the report's path.
 
@@ -350,6 +389,12 @@ def write_report(root: Path, classify: bool = False) -> Path:
         "## Gate as a classifier",
         "",
         _gate_table(runs),
+        "",
+        "## Where the time goes",
+        "",
+        TIME_NOTE,
+        "",
+        time_table(runs),
         "",
     ]
     path = root / "report.md"

@@ -26,11 +26,13 @@ from vgrout import aggregate as agg
 from vgrout import sweep
 from vgrout.report import (
     CURVE_KEYS,
+    TIME_NOTE,
     _fmt,
     _gate_table,
     markdown_table,
     missing,
     plot_curves,
+    time_table,
 )
 from vgrout.runfolder import RunFolder, atomic_write_text
 
@@ -421,6 +423,12 @@ def write_sweep_report(
     if classify_errors:
         lines += [f"- classify failed on `{n}`: {e}" for n, e in classify_errors] + [""]
     lines += [
+        "## Where the time goes",
+        "",
+        TIME_NOTE,
+        "",
+        time_table({g["display"]: g["finished_dirs"] for g in groups.values()}),
+        "",
         "## Runs",
         "",
         runs_table(root, cells, status),
