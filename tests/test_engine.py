@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import pytest
 import torch
 from transformers.generation.logits_process import (
@@ -234,3 +238,34 @@ def test_merged_per_row_logits_equal_the_hooked_states_and_restore_weights():
         pass
     with pytest.raises(ValueError, match="rows"), torch.no_grad(), lora.merged_per_row([1, 0]):
         model(ids)
+
+
+# ------------------------------------------------------------------------------------------------
+# vgrout bench generate
+
+
+def test_bench_generate_cli_ends_with_the_ratio():
+    res = subprocess.run(
+        [sys.executable, "-m", "vgrout.cli", "bench", "generate", "--shape", "toy", "--batch",
+         "2", "--new-tokens", "3", "--prompt-len", "5", "--rounds", "1"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = res.stdout.strip().splitlines()
+    assert re.fullmatch(r"speed-up over HF generate: \d+\.\d\dx", lines[-1])
+    assert any(line.startswith("weight-bandwidth floor: unknown") for line in lines)
+
+
+def test_bench_shapes_are_explicit():
+    from vgrout.bench_generate import SHAPES, build_model
+    from vgrout.toy.model import ToyRecipe
+
+    recipe = ToyRecipe()
+    toy = SHAPES["toy"]
+    assert (toy["hidden_size"], toy["num_hidden_layers"], toy["intermediate_size"]) == (
+        recipe.hidden_size,
+        recipe.num_layers,
+        recipe.ffn_size,
+    )
+    assert SHAPES["qwen3-4b"]["vocab_size"] == SHAPES["qwen3-vocab-tiny"]["vocab_size"] == 151_936
+    with pytest.raises(ValueError, match="unknown shape"):
+        build_model("qwen3-8b", "cpu", torch.float32)

@@ -65,6 +65,19 @@ def cmd_bench(args) -> int:
         from vgrout.bench_step import bench_step
 
         bench_step(steps=args.steps)
+    elif args.what == "generate":
+        from vgrout.bench_generate import bench_generate
+
+        bench_generate(
+            shape=args.shape,
+            batch=args.batch,
+            new_tokens=args.new_tokens,
+            prompt_len=args.prompt_len,
+            device=args.device,
+            rounds=args.rounds,
+            cache=args.cache,
+            compile=args.compile,
+        )
     return 0
 
 
@@ -183,10 +196,28 @@ def build_parser() -> argparse.ArgumentParser:
     lt.set_defaults(func=cmd_data)
 
     b = sub.add_parser("bench", help="benchmarks (print numbers and ratios)")
-    b.add_argument("what", choices=["grader", "routing", "step"])
+    b.add_argument("what", choices=["grader", "routing", "step", "generate"])
     b.add_argument("--n", type=int, default=500, help="grader: responses")
     b.add_argument("--workers", type=int, default=None, help="grader: pool size")
     b.add_argument("--steps", type=int, default=4, help="step: timed steps per arm")
+    bg = b.add_argument_group("generate (random weights of a published shape)")
+    bg.add_argument(
+        "--shape",
+        default="qwen3-vocab-tiny",
+        choices=["toy", "qwen3-vocab-tiny", "qwen3-1.7b", "qwen3-4b"],
+    )
+    bg.add_argument("--batch", type=int, default=56)
+    bg.add_argument("--new-tokens", type=int, default=32)
+    bg.add_argument("--prompt-len", type=int, default=256)
+    bg.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    bg.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    bg.add_argument("--cache", default="auto", choices=["auto", "dynamic", "static"])
+    bg.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the decode step (static cache; default: on with CUDA)",
+    )
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("toy", help="build (or reuse) the cached toy base model")
