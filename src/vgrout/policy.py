@@ -1,7 +1,7 @@
-"""The rollout backend: prompt rendering, batched generation, and per-token log-probs.
+"""The model as the loop sees it: prompt rendering, generation, and per-token log-probs.
 
-Kept behind one small class (`Policy`) so that generation can later move to vLLM without touching
-the training loop. Sequences are laid out as [left-padded prompt | right-padded completion], so every
+Generation is delegated to the rollout engine (`vgrout.engine`: one small interface, so that it can
+later move to vLLM without touching the training loop). Sequences are laid out as [left-padded prompt | right-padded completion], so every
 row's completion starts at the same position and `logits_to_keep` can skip the prompt's logits.
 Completion masks come from lengths, never from `token != pad` (pad may equal EOS, and EOS is a real
 completion token that must be trained).
