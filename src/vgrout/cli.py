@@ -61,7 +61,7 @@ def cmd_bench(args) -> int:
         from vgrout.bench_routing import bench_routing
 
         # bench_routing returns its lines without printing them (its module's main prints)
-        for line in bench_routing(batch=args.batch, repeats=args.repeats):
+        for line in bench_routing(batch=args.batch or 32, repeats=args.repeats):
             print(line)
     elif args.what == "step":
         from vgrout.bench_step import bench_step
@@ -79,6 +79,19 @@ def cmd_bench(args) -> int:
         from vgrout.bench_trl import bench_trl
 
         bench_trl(steps=args.steps, warmup=args.warmup, overrides=tuple(args.set or ()))
+    elif args.what == "generate":
+        from vgrout.bench_generate import bench_generate
+
+        bench_generate(
+            shape=args.shape or "qwen3-vocab-tiny",
+            batch=args.batch or 56,
+            new_tokens=args.new_tokens,
+            prompt_len=args.prompt_len,
+            device=args.device,
+            rounds=args.rounds,
+            cache=args.cache,
+            compile=args.compile,
+        )
     return 0
 
 
@@ -216,11 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     lt.set_defaults(func=cmd_data)
 
     b = sub.add_parser("bench", help="benchmarks (print numbers and ratios)")
-    b.add_argument("what", choices=["grader", "routing", "step", "trl"])
+    b.add_argument("what", choices=["grader", "routing", "step", "trl", "generate"])
     b.add_argument("--n", type=int, default=500, help="grader: responses")
     b.add_argument("--workers", type=int, default=None, help="grader: pool size")
     b.add_argument("--repeats", type=int, default=7, help="routing: timed repeats per variant")
-    b.add_argument("--batch", type=int, default=32, help="routing: rollouts per batch")
+    b.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="routing: rollouts per batch (32); generate: rows (56)",
+    )
     b.add_argument("--steps", type=int, default=4, help="step, trl: timed steps per arm")
     b.add_argument("--warmup", type=int, default=1, help="step, trl: untimed steps first")
     b.add_argument("--preset", default="toy", help="step: toy | leetcode-qwen3-4b | ...")
@@ -229,10 +247,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="step: random weights of the preset model's published shape (no hub)",
     )
-    b.add_argument("--shape", default=None, help="step: with --random-weights, e.g. qwen3-4b")
+    b.add_argument(
+        "--shape",
+        default=None,
+        choices=["toy", "qwen3-vocab-tiny", "qwen3-1.7b", "qwen3-4b"],
+        help="generate: a published shape with random weights (default qwen3-vocab-tiny); "
+        "step: with --random-weights",
+    )
     b.add_argument("--arms", default=None, help="step: comma-separated (default per preset)")
     b.add_argument(
         "--set", action="append", metavar="FIELD=VALUE", help="step, trl: config overrides"
+    )
+    bg = b.add_argument_group("generate (random weights of a published shape)")
+    bg.add_argument("--new-tokens", type=int, default=32)
+    bg.add_argument("--prompt-len", type=int, default=256)
+    bg.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    bg.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    bg.add_argument("--cache", default="auto", choices=["auto", "dynamic", "static"])
+    bg.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the decode step (static cache; default: on with CUDA)",
     )
     b.set_defaults(func=cmd_bench)
 

@@ -1,7 +1,7 @@
-"""The rollout backend: prompt rendering, batched generation, and per-token log-probs.
+"""The model as the loop sees it: prompt rendering, generation, and per-token log-probs.
 
-Kept behind one small class (`Policy`) so that generation can later move to vLLM without touching
-the training loop. Sequences are laid out as [left-padded prompt | right-padded completion], so every
+Generation is delegated to the rollout engine (`vgrout.engine`: one small interface, so that it can
+later move to vLLM without touching the training loop). Sequences are laid out as [left-padded prompt | right-padded completion], so every
 row's completion starts at the same position and `logits_to_keep` can skip the prompt's logits.
 Completion masks come from lengths, never from `token != pad` (pad may equal EOS, and EOS is a real
 completion token that must be trained).
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vgrout.engine import SamplingParams, TorchEngine
 from vgrout.grpo import chunked_token_logprobs, token_logprobs
 
 Tensor = torch.Tensor
@@ -175,14 +176,6 @@ def micro_batch_rows(setting: int, model, batch: Batch) -> int:
     return int(max(1, min(n, budget // max(1, per_row))))
 
 
-@dataclass
-class SamplingParams:
-    max_new_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-
-
 class Policy:
     """A causal LM + its tokenizer + (optionally) its BlockLoRA handle."""
 
@@ -194,6 +187,10 @@ class Policy:
         self._render = render
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        # The rollout backend: one small interface, so another (e.g. vLLM) can replace it.
+        self.engine = TorchEngine(
+            model, adapter, eos_id=self.eos_id, pad_id=self.pad_id, device=device
+        )
 
     # -- prompts -------------------------------------------------------------------------------
     def render_text(self, question: str) -> str:
@@ -223,55 +220,17 @@ class Policy:
         raise ValueError(f"unknown model state {name!r}")
 
     # -- generation ----------------------------------------------------------------------------
-    @torch.no_grad()
     def generate(
-        self, prompts: list[list[int]], params: SamplingParams, state: str = "full"
+        self, prompts: list[list[int]], params: SamplingParams, state: str | list[str] = "full"
     ) -> list[list[int]]:
-        """Sample one completion per prompt (all prompts in one batched call).
+        """Sample one completion per prompt, all in one decode loop (see `vgrout.engine`).
 
-        Uses the torch global RNG: callers seed it (the loop seeds per step; evaluation forks it).
-        Returns completion ids up to and including EOS (or max_new_tokens ids if cut).
+        `state` is one model state for every row, or a list with one per row (`full` and
+        `deployed` rows decode together). Uses the torch global RNG: callers seed it (the loop
+        seeds per step; evaluation forks it). Returns completion ids up to and including EOS (or
+        max_new_tokens ids if cut).
         """
-        if not prompts:
-            return []
-        lp = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), lp), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((len(prompts), lp), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, lp - len(p) :] = torch.tensor(p)
-            attn[i, lp - len(p) :] = 1
-        greedy = params.temperature == 0
-        kwargs = dict(
-            max_new_tokens=params.max_new_tokens,
-            do_sample=not greedy,
-            pad_token_id=self.pad_id,
-            eos_token_id=self.eos_id,
-        )
-        if not greedy:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with self._generation_weights(state):
-                out = self.model.generate(
-                    input_ids=ids.to(self.device), attention_mask=attn.to(self.device), **kwargs
-                )
-        finally:
-            self.model.train(was_training)
-        completions = []
-        for row in out[:, lp:].tolist():
-            if self.eos_id in row:
-                row = row[: row.index(self.eos_id) + 1]
-            completions.append(row)
-        return [c if c else [self.eos_id] for c in completions]
-
-    def _generation_weights(self, state: str):
-        # Baking the adapter delta into the weights makes every decode step a plain forward.
-        if self.adapter is None:
-            return contextlib.nullcontext()
-        if state == "base":
-            return self.adapter.disabled()
-        return self.adapter.merged(ablate=(state == "deployed"))
+        return self.engine.generate(prompts, params, state)
 
     # -- scoring -------------------------------------------------------------------------------
     def logprobs(self, batch: Batch, state: str = "full", grad: bool = False) -> Tensor:

@@ -28,7 +28,7 @@ QWEN3_SHAPES: dict[str, dict] = {
     # Qwen3's vocabulary on a 2-layer, 64-wide body: the head's cost at CPU scale (tests)
     "qwen3-vocab-tiny": dict(
         vocab_size=151936, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, intermediate_size=128, rope_theta=1000000.0,
+        num_key_value_heads=2, head_dim=16, intermediate_size=192, rope_theta=1000000.0,
         tie_word_embeddings=True, max_position_embeddings=40960, rms_norm_eps=1e-6,
     ),
 }  # fmt: skip

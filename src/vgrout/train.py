@@ -122,7 +122,7 @@ def sample_rollouts(
 ) -> list[Rollout]:
     """The student rows: G minus the teacher slots per prompt, a `gen_deploy_frac` share of them
     sampled from the deployed model (all of them for `none`, which trains only the deployed model:
-    its rows then need no second log-prob pass). Generation is batched per model state."""
+    its rows then need no second log-prob pass). Both states decode in one batched loop."""
     plan = []  # (group, item, n_full, n_deployed)
     for g, item in enumerate(items):
         n_students = cfg.group_size - n_teachers(cfg, item, teacher, step)
@@ -133,13 +133,16 @@ def sample_rollouts(
         plan.append((g, item, n_students - n_dep, n_dep))
     prompt_ids = {g: policy.prompt_ids(training_question(cfg, item)) for g, item, _, _ in plan}
     params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k)
-    rows: list[Rollout] = []
+    wanted = []  # (group, item, state): full-model rows first, then deployed; one decode loop
     for state, col in (("full", 2), ("deployed", 3)):
-        wanted = [(p[0], p[1]) for p in plan for _ in range(p[col])]
-        completions = policy.generate([prompt_ids[g] for g, _ in wanted], params, state=state)
-        for (g, item), ids in zip(wanted, completions, strict=True):
-            rows.append(Rollout(g, item, "student", state, prompt_ids[g], ids, policy.decode(ids)))
-    return rows
+        wanted += [(p[0], p[1], state) for p in plan for _ in range(p[col])]
+    completions = policy.generate(
+        [prompt_ids[g] for g, _, _ in wanted], params, state=[s for _, _, s in wanted]
+    )
+    return [
+        Rollout(g, item, "student", state, prompt_ids[g], ids, policy.decode(ids))
+        for (g, item, state), ids in zip(wanted, completions, strict=True)
+    ]
 
 
 def teacher_rollouts(

@@ -37,7 +37,15 @@ import torch
 from torch import Tensor, nn
 
 from vgrout.adapters.calibration import Calibration
-from vgrout.adapters.hooks import Capture, Probe, _make_hook, _Route, _State, validate_route
+from vgrout.adapters.hooks import (
+    Capture,
+    Probe,
+    _make_hook,
+    _Route,
+    _RowQuarantine,
+    _State,
+    validate_route,
+)
 from vgrout.adapters.inits import INITS, init_blocks, module_seed
 
 __all__ = [
@@ -402,6 +410,21 @@ class BlockLoRA:
             with torch.no_grad():
                 for n, m in self._modules.items():
                     m.weight.copy_(backups[n])
+
+    @contextmanager
+    def merged_per_row(self, full_rows: Any) -> Iterator[None]:
+        """One batch of mixed model states, for generation: the deployed block is baked into the
+        weights as in `merged(ablate=True)`, and the quarantine runs unmerged as a low-rank term on
+        the rows where `full_rows` [B] is 1 (the full model); rows with 0 are the deployed model.
+        Row i of every forward in the body is batch row i."""
+        rows = torch.as_tensor(full_rows).detach().float().flatten()
+        if rows.numel() == 0 or not bool(((rows == 0) | (rows == 1)).all()):
+            raise ValueError(f"full_rows must be a non-empty 0/1 vector, got {rows.tolist()}")
+        dtypes = {n: m.weight.dtype for n, m in self._modules.items()}
+        with self.merged(ablate=True):
+            quarantine = _RowQuarantine(self.adapters, dtypes, rows)
+            with self._set(rows=quarantine):
+                yield
 
     def merge_deployed_into(self) -> nn.Module:
         """A deep copy of the model with only the deployed block baked in and no adapter hooks:

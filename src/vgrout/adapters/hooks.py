@@ -223,6 +223,30 @@ class Capture:
         return torch.stack([self._pooled[n] for n in self.module_names], dim=1)
 
 
+class _RowQuarantine:
+    """The quarantine block as an unmerged low-rank term scaled per batch row (0 or 1), for
+    `BlockLoRA.merged_per_row`: B_q (A_q x) - B0_q (A0_q x), with the slot matrices concatenated
+    and cast once per context instead of once per decode step."""
+
+    def __init__(self, adapters: dict[str, ModuleAdapter], dtypes: dict, rows: Tensor) -> None:
+        self.rows = rows
+        self.mats = {}
+        for name, ad in adapters.items():
+            q = slice(ad.r, 2 * ad.r)
+            a = torch.cat([ad.A[q], ad.A0[q]]).detach().to(dtypes[name])
+            b = torch.cat([ad.B[:, q], -ad.B0[:, q]], 1).detach().to(dtypes[name])
+            self.mats[name] = (a, b)
+
+    def delta(self, name: str, x: Tensor) -> Tensor:
+        if x.shape[0] != self.rows.shape[0]:
+            raise ValueError(
+                f"merged_per_row has {self.rows.shape[0]} rows but the batch has {x.shape[0]}"
+            )
+        a, b = self.mats[name]
+        scale = self.rows.to(x.device, x.dtype).reshape((-1,) + (1,) * (x.dim() - 1))
+        return F.linear(F.linear(x, a) * scale, b)
+
+
 @dataclass
 class _State:
     """Everything the hooks read. Set only by BlockLoRA's context managers."""
@@ -230,6 +254,7 @@ class _State:
     disabled: bool = False
     ablated: bool = False
     merged: bool = False
+    rows: _RowQuarantine | None = None  # merged_per_row: the quarantine, unmerged, per row
     route: _Route | None = None
     probe: Probe | None = None
     capture: Capture | None = None
@@ -262,7 +287,7 @@ def _make_hook(name: str, ad: ModuleAdapter, state: _State):
     # A closure, not a bound method: copy.deepcopy(model) must not deep-copy the adapter.
     def hook(_module: nn.Module, args: tuple, output: Tensor) -> Tensor:
         if state.merged:
-            return output
+            return output if state.rows is None else output + state.rows.delta(name, args[0])
         x = args[0]
         if state.capture is not None:
             state.capture._record(name, x, ad.A[: ad.r])
