@@ -236,3 +236,52 @@ def test_a_run_is_refused_on_other_base_weights(tmp_path):
         final_evaluation_from_dir(out)
     with pytest.raises(ValueError, match="start a new run"):
         resume(out, progress=False)
+
+
+class _RecordingPolicy:
+    """Stands in for Policy in sample_rollouts: records each generate call's rows and states."""
+
+    def __init__(self):
+        self.calls = []
+
+    def prompt_ids(self, question):
+        return [len(question) % 7 + 1]
+
+    def generate(self, prompts, params, state="full"):
+        self.calls.append(state)
+        return [[i + 10] for i in range(len(prompts))]
+
+    def decode(self, ids):
+        return str(ids)
+
+
+class _NoTeacher:
+    def covers(self, item):
+        return False
+
+
+class _Item:
+    def __init__(self, question):
+        self.question = question
+
+
+@pytest.mark.parametrize(
+    ("mixed", "device", "one_loop"),
+    [("auto", "cpu", False), ("auto", "cuda:0", True), ("on", "cpu", True), ("off", "cuda", False)],
+)
+def test_mixed_decode_decides_one_loop_or_one_per_state(mixed, device, one_loop):
+    from vgrout.train import sample_rollouts
+
+    cfg = TrainConfig(arm="absorb", group_size=4, prompts_per_step=2, gen_deploy_frac=0.25,
+                      teacher_per_group=0, mixed_decode=mixed).validate()  # fmt: skip
+    policy = _RecordingPolicy()
+    policy.device = device
+    rows = sample_rollouts(cfg, policy, [_Item("a"), _Item("bb")], _NoTeacher(), step=0)
+    # 3 full rows then 1 deployed row per prompt, full-model rows first either way
+    assert [r.sampled for r in rows] == ["full"] * 6 + ["deployed"] * 2
+    if one_loop:
+        assert policy.calls == [["full"] * 6 + ["deployed"] * 2]
+    else:
+        assert policy.calls == ["full", "deployed"]
+    with pytest.raises(ValueError, match="mixed_decode"):
+        TrainConfig(mixed_decode="sometimes").validate()

@@ -122,7 +122,8 @@ def sample_rollouts(
 ) -> list[Rollout]:
     """The student rows: G minus the teacher slots per prompt, a `gen_deploy_frac` share of them
     sampled from the deployed model (all of them for `none`, which trains only the deployed model:
-    its rows then need no second log-prob pass). Both states decode in one batched loop."""
+    its rows then need no second log-prob pass). With `mixed_decode` both states decode in one
+    batched loop; otherwise one loop per state, full-model rows first."""
     plan = []  # (group, item, n_full, n_deployed)
     for g, item in enumerate(items):
         n_students = cfg.group_size - n_teachers(cfg, item, teacher, step)
@@ -133,12 +134,17 @@ def sample_rollouts(
         plan.append((g, item, n_students - n_dep, n_dep))
     prompt_ids = {g: policy.prompt_ids(training_question(cfg, item)) for g, item, _, _ in plan}
     params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k)
-    wanted = []  # (group, item, state): full-model rows first, then deployed; one decode loop
+    wanted = []  # (group, item, state): full-model rows first, then deployed
     for state, col in (("full", 2), ("deployed", 3)):
         wanted += [(p[0], p[1], state) for p in plan for _ in range(p[col])]
-    completions = policy.generate(
-        [prompt_ids[g] for g, _, _ in wanted], params, state=[s for _, _, s in wanted]
-    )
+    prompts, states = [prompt_ids[g] for g, _, _ in wanted], [s for _, _, s in wanted]
+    if cfg.mixes_decode(policy.device):
+        completions = policy.generate(prompts, params, state=states)
+    else:
+        completions = []
+        for state in ("full", "deployed"):
+            idx = [i for i, s in enumerate(states) if s == state]
+            completions += policy.generate([prompts[i] for i in idx], params, state=state)
     return [
         Rollout(g, item, "student", state, prompt_ids[g], ids, policy.decode(ids))
         for (g, item, state), ids in zip(wanted, completions, strict=True)
