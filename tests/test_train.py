@@ -152,7 +152,8 @@ def test_smoke_run_writes_the_run_folder(tmp_path, arm):
         assert summary["delta_norm"]["quarantine"] > 0.0
         assert summary["delta_norm"]["deployed"] > 0.0
     provenance = json.loads((out / "provenance.json").read_text())
-    assert set(provenance) == {"commit", "dirty", "torch_threads"}
+    assert set(provenance) == {"commit", "dirty", "torch_threads", "packages"}
+    assert provenance["packages"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
     assert (out / "checkpoints" / f"step_{cfg.steps:06d}" / "adapter.safetensors").is_file()
 
 

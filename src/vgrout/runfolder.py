@@ -99,12 +99,21 @@ def code_provenance() -> dict:
 
 
 def run_provenance() -> dict:
-    """What a CPU run needs besides its config to be re-run bit for bit: the code's commit and
+    """What a CPU run needs besides its config to be re-run bit for bit: the code's commit,
     torch's intra-op thread count (1 vs 2 threads change sums in the 7th digit, which can flip a
-    sampled token many steps later)."""
+    sampled token many steps later) and the numeric libraries' versions (the toy base is trained
+    here, so a new transformers or tokenizers can give other base weights under the same recipe)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
 
-    return {**code_provenance(), "torch_threads": torch.get_num_threads()}
+    packages = {}
+    for name in ("torch", "transformers", "tokenizers", "numpy"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    return {**code_provenance(), "torch_threads": torch.get_num_threads(), "packages": packages}
 
 
 class RunFolder:
