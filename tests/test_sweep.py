@@ -320,3 +320,27 @@ def test_real_sweep_on_local_ray(tmp_path):
         spec, tmp_path / "sw", backend="ray", num_cpus=2, progress=False, n_resamples=500
     )
     assert again["counts"]["reused"] == 2
+
+
+def test_cells_run_grid_by_grid_and_seed_by_seed(tmp_path):
+    """A sweep stopped early holds whole seeds of its first grid (the main arms)."""
+    order = []
+
+    def train_fn(cfg, out):
+        order.append(cfg.notes["sweep_cell"])
+        folder = RunFolder(out)
+        folder.create(cfg.to_json())
+        st = {"hack": 0.0, "solve": 0.0, "n": 1}
+        folder.write_json(folder.summary, {"deployed": st, "as_trained": st})
+        return {}
+
+    spec = make_spec(
+        "smoke",
+        [{"arm": ["none", "absorb"], "seed": [0, 1]}, {"arm": ["oracle"], "seed": [0, 1]}],
+    )
+    run_sweep(spec, tmp_path, backend="local", progress=False, n_resamples=10,
+              train_fn=train_fn, resume_fn=lambda out: {})  # fmt: skip
+    assert order == [
+        "arm=none,seed=0", "arm=absorb,seed=0", "arm=none,seed=1", "arm=absorb,seed=1",
+        "arm=oracle,seed=0", "arm=oracle,seed=1",
+    ]  # fmt: skip

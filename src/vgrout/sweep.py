@@ -28,8 +28,8 @@ A cell is named by its grid values (`arm=routeV,seed=1`); its folder is the name
 of (preset, overrides, cell values), so the same cell always lands in the same folder and different
 overrides never share one.
 
-Cells run seed by seed (every cell's seed 0, then every cell's seed 1, ...), so a sweep stopped
-early holds whole seeds. Re-running a sweep skips finished cells (summary.json present), resumes killed ones (config.json
+Grids run in the spec's order and, within a grid, seed by seed (every cell's seed 0, then every
+cell's seed 1, ...), so a sweep stopped early holds whole seeds of its first grids. Re-running a sweep skips finished cells (summary.json present), resumes killed ones (config.json
 present, no summary), and retries failed ones; one failing cell never stops the others. A sweep
 folder is tied to its grid: a different grid is refused unless `force_grid` (then cells whose
 folder still matches are reused; the others' folders stay on disk but leave the sweep).
@@ -307,17 +307,22 @@ def load_spec_file(path: Path) -> dict:
 # --------------------------------------------------------------------------------- expansion
 def expand(spec: SweepSpec) -> list[Cell]:
     """Every cell of every grid (cartesian product, last axis fastest), validated up front."""
+    return [cell for _, cell in expand_by_grid(spec)]
+
+
+def expand_by_grid(spec: SweepSpec) -> list[tuple[int, Cell]]:
+    """(index of the first grid that holds the cell, cell) for every cell, in grid order."""
     base = load_preset(spec.preset)
-    cells: list[Cell] = []
+    cells: list[tuple[int, Cell]] = []
     seen: set[str] = set()
-    for grid in spec.grids:
+    for gi, grid in enumerate(spec.grids):
         axes = list(grid)
         for values in itertools.product(*(grid[a] for a in axes)):
             fields = dict(zip(axes, values, strict=True))
             cell = make_cell(base, spec, fields)
             if cell.folder not in seen:
                 seen.add(cell.folder)
-                cells.append(cell)
+                cells.append((gi, cell))
     return cells
 
 
@@ -690,7 +695,9 @@ def run_sweep(
     if jobs < 1 or cpus_per_task <= 0:
         raise ValueError("jobs must be >= 1 and cpus_per_task > 0")
     out = Path(out).resolve()  # absolute: Ray workers do not share the driver's cwd
-    cells = expand(spec)
+    by_grid = expand_by_grid(spec)
+    cells = [c for _, c in by_grid]
+    grid_of = {c.name: gi for gi, c in by_grid}
     dropped = write_or_check_sweep_file(out, spec, cells, force_grid)
 
     status = {
@@ -713,9 +720,10 @@ def run_sweep(
             continue
         tasks.append({"name": c.name, "dir": str(run_dir), "config": c.config.to_dict()})
 
-    # Seed by seed (stable within a seed): a long sweep stopped early holds whole seeds of every
-    # cell rather than all seeds of the first cells, so its contrasts can already be paired.
-    tasks.sort(key=lambda t: t["config"]["seed"])
+    # Grid by grid, and within a grid seed by seed (stable): a long sweep stopped early holds
+    # whole seeds of its first grid (the main arms) rather than all seeds of a few cells, so
+    # its main contrasts can already be paired; later grids (ablations) follow.
+    tasks.sort(key=lambda t: (grid_of[t["name"]], t["config"]["seed"]))
     if tasks and train_fn is None and address is None:
         prebuild_toy_bases([c.config for c in cells])
     if backend == "local":
