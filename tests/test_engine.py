@@ -8,13 +8,13 @@ import sys
 
 import pytest
 import torch
+from _tiny import tiny_qwen3
 from transformers.generation.logits_process import (
     TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
 
-from tests._tiny import tiny_qwen3
 from vgrout.adapters import AdapterConfig, attach
 from vgrout.engine import SamplingParams, TorchEngine, sample_next, warp
 
