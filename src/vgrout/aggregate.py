@@ -108,10 +108,14 @@ def group_name(key: tuple) -> str:
     return ",".join(f"{f}={format_value(v)}" for f, v in key)
 
 
-def display_name(key: tuple) -> str:
-    """`routeV` or `routeV [init=scorda]` for sentences."""
+def display_name(key: tuple, defaults: dict | None = None) -> str:
+    """`routeV` or `routeV [init=scorda]` for sentences; fields at their `defaults` value (the
+    sweep's base config) are left out, so the arm's default configuration reads as the arm."""
     arm = dict(key)["arm"]
-    rest = [(f, v) for f, v in key if f != "arm"]
+    defaults = defaults or {}
+    rest = [
+        (f, v) for f, v in key if f != "arm" and not (f in defaults and v == _hashable(defaults[f]))
+    ]
     return arm if not rest else f"{arm} [{group_name(tuple(rest))}]"
 
 
@@ -264,7 +268,7 @@ def aggregate(
     for key, rs in groups.items():
         out["groups"].append({
             "name": group_name(key),
-            "display": display_name(key),
+            "display": display_name(key, defaults),
             "fields": dict(key),
             "seeds": sorted({int(r["seed"]) for r in rs}),
             "n_runs": len(rs),
@@ -276,8 +280,8 @@ def aggregate(
             "name": f"{group_name(a_key)} - {group_name(b_key)}",
             "a": group_name(a_key),
             "b": group_name(b_key),
-            "a_display": display_name(a_key),
-            "b_display": display_name(b_key),
+            "a_display": display_name(a_key, defaults),
+            "b_display": display_name(b_key, defaults),
             "metrics": {
                 m: paired_difference(groups[a_key], groups[b_key], m, min_seeds=min_seeds, **kw)
                 for m in metrics
@@ -286,9 +290,11 @@ def aggregate(
 
     for key, rs in groups.items():
         arm = dict(key)["arm"]
-        for ref in REFERENCE_ARMS:
+        for i, ref in enumerate(REFERENCE_ARMS):
             ref_key = _with_arm(key, ref)
-            if arm != ref and ref_key in groups:
+            if arm in REFERENCE_ARMS[: i + 1]:  # itself, or the earlier control (plain - none once)
+                continue
+            if ref_key in groups:
                 out[f"vs_{ref}"].append(contrast(key, ref_key))
         for other in groups:
             changed = _one_changed_field(key, other, defaults or {})
@@ -303,8 +309,8 @@ def aggregate(
         out["placebo_band"].append({
             "placebo": group_name(key),
             "real": group_name(real_key) if real else None,
-            "placebo_display": display_name(key),
-            "real_display": display_name(real_key) if real else None,
+            "placebo_display": display_name(key, defaults),
+            "real_display": display_name(real_key, defaults) if real else None,
             "metrics": {m: placebo_band(rs, real, m) for m in metrics},
         })  # fmt: skip
     return out

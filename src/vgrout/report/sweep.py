@@ -297,6 +297,7 @@ def write_sweep_report(
     )
     summary = sweep.finish(root, n_resamples=n_resamples)
     group_by = summary["group_by"][1:]
+    defaults = sweep.base_defaults(root)
     status = {c["name"]: cell_status(root / sweep.RUNS / c["folder"]) for c in cells}
 
     groups: dict[str, dict] = {}  # grid order
@@ -306,7 +307,7 @@ def write_sweep_report(
             "arm": c["arm"], "fields": {f: c["config"].get(f) for f in group_by},
             "cells": 0, "finished": 0, "finished_dirs": [], "by_seed": {},
         })  # fmt: skip
-        info["display"] = agg.display_name(agg.group_key(info, group_by))
+        info["display"] = agg.display_name(agg.group_key(info, group_by), defaults)
         info["cells"] += 1
         if status[c["name"]][0] == "finished":
             d = root / sweep.RUNS / c["folder"]
