@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vgrout.cli import main
 from vgrout.runfolder import RunFolder
@@ -260,7 +261,11 @@ def test_runs_csv_one_row_per_finished_run_with_overrides(sweep_dir):
     assert row["overrides"] == "steps=10"
     placebo = next(r for r in rows if r["arm"] == "routeV_placebo" and r["seed"] == "2")
     assert placebo["overrides"] == "steps=10"
-    assert {r["commit"] for r in rows} == {"unknown"}  # fake runs wrote no provenance.json
+    from vgrout.runfolder import code_provenance
+
+    prov = code_provenance()  # RunFolder.create records it, for fake runs too
+    assert {r["commit"] for r in rows} == {prov["commit"] + ("-dirty" if prov["dirty"] else "")}
+    assert {r["threads"] for r in rows} == {str(torch.get_num_threads())}
 
 
 def test_run_overrides_round_trip_through_the_train_cli():

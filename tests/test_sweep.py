@@ -344,3 +344,18 @@ def test_cells_run_grid_by_grid_and_seed_by_seed(tmp_path):
         "arm=none,seed=0", "arm=absorb,seed=0", "arm=none,seed=1", "arm=absorb,seed=1",
         "arm=oracle,seed=0", "arm=oracle,seed=1",
     ]  # fmt: skip
+
+
+def test_a_run_from_before_provenance_is_not_reused(tmp_path):
+    """Arm `none` changed meaning (it was today's `plain`): a finished run with the same config.json
+    but no provenance.json (made by an older vgrout) must not be reused as a new `none` run."""
+    from vgrout.sweep import cell_state
+
+    cfg = load_preset("smoke").override(["arm=none"]).validate()
+    folder = RunFolder(tmp_path / "run")
+    folder.create(cfg.to_json())
+    folder.write_json(folder.summary, {"deployed": {}, "as_trained": {}})
+    assert cell_state(folder.root, cfg.to_dict()) == "reuse"
+    folder.provenance.unlink()
+    with pytest.raises(ValueError, match="older vgrout"):
+        cell_state(folder.root, cfg.to_dict())

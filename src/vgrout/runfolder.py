@@ -141,6 +141,7 @@ class RunFolder:
         """Start a fresh run (after `ensure_new`)."""
         self.ensure_new()
         self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.provenance, json.dumps(run_provenance(), indent=2, sort_keys=True))
         atomic_write_text(self.config, config_json)
 
     def append(self, path: Path, row: dict) -> None:

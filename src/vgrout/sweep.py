@@ -453,6 +453,13 @@ def cell_state(run_dir: Path, config: dict) -> str:
             f"{run_dir} holds a run with a different config (fields {', '.join(diff)}); "
             "delete that folder to rerun the cell, or use another sweep folder"
         )
+    if not folder.provenance.is_file():
+        # Runs started before provenance.json existed predate arm `none`'s change of meaning
+        # (it was today's `plain`): the same config.json then named another experiment.
+        raise ValueError(
+            f"{run_dir} holds a run made by an older vgrout (no provenance.json; arm `none` "
+            "meant today's `plain` then); delete that folder to rerun the cell"
+        )
     return "reuse" if folder.summary.is_file() else "resume"
 
 

@@ -49,7 +49,7 @@ from vgrout.policy import (
     micro_batch_rows,
 )
 from vgrout.routing import Router
-from vgrout.runfolder import RunFolder, run_provenance
+from vgrout.runfolder import RunFolder
 
 
 @dataclass
@@ -603,7 +603,6 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, progress: bool =
     else:
         folder.create(cfg.to_json())
         folder.write_json(folder.root / "base.json", base_identity(run.policy.model))
-        folder.write_json(folder.provenance, run_provenance())
 
     workers = cfg.grader_workers or None
     with (
