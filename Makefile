@@ -56,4 +56,5 @@ evidence: install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/evidence.toml --backend local --jobs 2 \
 		--out $(EVIDENCE) || status=$$?; \
 	$(BIN)/vgrout report $(EVIDENCE) --classify-arms routeV,routeV_placebo \
+		--reading docs/evidence/reading.md \
 		--publish docs/evidence && exit $$status
