@@ -7,8 +7,9 @@
     checkpoints/       step_NNNNNN/ {adapter.safetensors, trainer.pt}
     summary.json       final numbers (written last: its presence means the run finished)
     base.json          which base weights the adapter belongs to
-    provenance.json    the vgrout commit the run was started with (and whether src/ was edited)
-                       and torch's CPU thread count (float reductions, so bits, depend on it)
+    provenance.json    the vgrout commit the run was started with (and whether src/ was edited),
+                       torch's CPU thread count (float reductions, so bits, depend on it) and the
+                       numeric libraries' versions
     report.md + *.png  written by `vgrout report`
 
 Every file that is rewritten is written to a temp file and renamed, so a killed run never leaves a

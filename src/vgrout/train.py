@@ -327,14 +327,17 @@ def policy_update(
     gate: GateOutput,
     logp_old,
     needs,
+    micro: int | None = None,
 ) -> dict:
-    """Masked forward/backward of the Dr.GRPO objective, in micro-batches; grads accumulate."""
+    """Masked forward/backward of the Dr.GRPO objective, in micro-batches of `micro` rows (None:
+    `micro_batch_rows` of the config); grads accumulate."""
     adapter, model = policy.adapter, policy.model
     adv = torch.tensor([r.advantage for r in rows], device=batch.input_ids.device)
     normalizer = float(cfg.prompts_per_step * cfg.group_size * cfg.max_new_tokens)
     stats = {"loss": 0.0, "clipfrac": 0.0, "kl": 0.0}
     n = len(rows)
-    for chunk in torch.arange(n).split(micro_batch_rows(cfg.micro_batch, model, batch)):
+    micro = micro or micro_batch_rows(cfg.micro_batch, model, batch)
+    for chunk in torch.arange(n).split(micro):
         sub = batch.rows(chunk)
         ref = policy.logprobs(sub, state="base") if cfg.kl_beta > 0 else None
         route = (
@@ -576,7 +579,7 @@ def training_step(run: Run, step: int, pool):
             states = train_states(gate, len(kept))
             micro = micro_batch_rows(cfg.micro_batch, run.policy.model, batch)
             logp_old, needs = old_logprobs(run.policy, batch, kept, states, micro)
-            upd = policy_update(cfg, run.policy, batch, kept, gate, logp_old, needs)
+            upd = policy_update(cfg, run.policy, batch, kept, gate, logp_old, needs, micro)
             upd.update(optimizer_step(cfg, run.policy.adapter, run.opt))
     with clock("refresh"):
         run.router.maybe_refresh(step)

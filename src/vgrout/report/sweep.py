@@ -78,10 +78,7 @@ def _cell_group(cell: dict, group_by: Sequence[str]) -> str:
 
 
 def _summary_of(run_dir: Path) -> dict:
-    try:
-        return json.loads(RunFolder(run_dir).summary.read_text())
-    except (OSError, ValueError):
-        return {}
+    return _json_or_empty(RunFolder(run_dir).summary)
 
 
 # --------------------------------------------------------------------------------- tables
@@ -467,7 +464,7 @@ def run_overrides(config: dict, preset: str) -> str:
 
     from vgrout.config import TrainConfig, load_preset
 
-    cfg = TrainConfig.from_dict({k: v for k, v in config.items()})
+    cfg = TrainConfig.from_dict(config)
     base = load_preset(preset)
     label = sweep.arm_label(cfg)
     implied = {"arm", "seed", "preset", "notes"}
@@ -508,7 +505,7 @@ def runs_csv(root: Path, doc: dict, status: dict[str, tuple[str, str]]) -> str:
             continue
         d = root / sweep.RUNS / c["folder"]
         s = _summary_of(d)
-        prov = _json_or_empty(d / "provenance.json")
+        prov = _json_or_empty(RunFolder(d).provenance)
         commit = prov.get("commit") or "unknown"
         if prov.get("dirty"):
             commit += "-dirty"
