@@ -555,7 +555,7 @@ def test_generate_works_with_the_adapter_and_merged_weights():
 
 
 def test_bench_routing_reports_ratios():
-    from vgrout.bench_routing import bench_routing
+    from vgrout.bench.routing import bench_routing
 
     lines = bench_routing(batch=4, seq=8, repeats=1, hidden=32, layers=1, r=2, threads=1)
     assert any("plain LoRA" in line for line in lines)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from vgrout.aggregate import (
+from vgrout.experiments.aggregate import (
     aggregate,
     bootstrap_ci,
     load_runs,

@@ -3,7 +3,10 @@
 import pytest
 import torch
 
-from vgrout.baselines import (
+from vgrout.config import TrainConfig
+from vgrout.env.problems import Problem, format_question
+from vgrout.env.tasks import make_item
+from vgrout.rl.baselines import (
     INOCULATION_PROMPTS,
     inoculate,
     modified_advantages,
@@ -11,10 +14,7 @@ from vgrout.baselines import (
     penalized_rewards,
     screened_advantages,
 )
-from vgrout.config import TrainConfig
-from vgrout.env.problems import Problem, format_question
-from vgrout.env.tasks import make_item
-from vgrout.train import training_question
+from vgrout.rl.train import training_question
 
 LABELS = ["reward_hack", "attempted_hack", "correct_attempted_hack", "correct", "incorrect"]
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from _tiny import CharTokenizer, tiny_qwen3
 
-from vgrout import classify as C
-from vgrout.classify import (
+from vgrout.experiments import classify as C
+from vgrout.experiments.classify import (
     METRICS,
     SITES,
     SOURCES,
@@ -85,7 +85,7 @@ def test_haar_directions_are_seeded_unit_blocks_near_chance():
 
 
 def test_operating_cut_is_the_gates_lower_quantile():
-    from vgrout.gates import weighted_quantile
+    from vgrout.routing.gates import weighted_quantile
 
     s = np.arange(1.0, 101.0)
     assert operating_cut(s, 0.1) == 90.0
@@ -288,9 +288,9 @@ class _Tok(CharTokenizer):
 
 def test_extractor_matches_directions_features_on_pairs():
     from vgrout.adapters import AdapterConfig, attach
-    from vgrout.directions import act_pair_features, grad_pair_features
-    from vgrout.pairs import Pair
-    from vgrout.policy import Policy
+    from vgrout.rl.policy import Policy
+    from vgrout.routing.directions import act_pair_features, grad_pair_features
+    from vgrout.routing.pairs import Pair
 
     model = tiny_qwen3(seed=0, max_position_embeddings=512)
     adapter = attach(model, AdapterConfig(r=2, init="gaussian", init_seed=1))
@@ -440,7 +440,7 @@ def test_self_generated_source_is_skipped_with_a_reason():
 @pytest.mark.slow
 def test_classify_a_smoke_routeV_run(tmp_path):
     from vgrout.config import load_preset
-    from vgrout.train import train
+    from vgrout.rl.train import train
 
     run_dir = tmp_path / "run"
     train(load_preset("smoke").override(["arm=routeV"]).validate(), run_dir, progress=False)

@@ -12,9 +12,9 @@ import sys
 import pytest
 
 from vgrout.config import load_preset
-from vgrout.decision import DECISION_ARMS, arm_config, pool_seeds
-from vgrout.evaluate import wilson
-from vgrout.report import arms_table
+from vgrout.experiments.decision import DECISION_ARMS, arm_config, pool_seeds
+from vgrout.experiments.report import arms_table
+from vgrout.rl.evaluate import wilson
 
 
 def _vgrout(*args, check=True):

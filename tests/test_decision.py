@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from vgrout import sweep
 from vgrout.config import TrainConfig, load_preset
-from vgrout.decision import DECISION_ARMS, arm_config, run_decision
-from vgrout.report import write_report
+from vgrout.experiments import sweep
+from vgrout.experiments.decision import DECISION_ARMS, arm_config, run_decision
+from vgrout.experiments.report import write_report
 from vgrout.runfolder import RunFolder
 
 
@@ -22,7 +22,7 @@ def test_placebo_seed_convention_has_one_home(monkeypatch):
         return arm_config(base, "routeV_placebo", seed).placebo_seed, cell.config.placebo_seed
 
     assert placebo_seeds(3) == (1003, 1003)
-    # change the convention in vgrout.sweep only: the decision experiment follows it
+    # change the convention in vgrout.experiments.sweep only: the decision experiment follows it
     monkeypatch.setattr(sweep, "PLACEBO_SEED_OFFSET", 5000)
     assert placebo_seeds(3) == (5003, 5003)
     assert arm_config(base, "routeV", 3).placebo_seed == -1
@@ -117,7 +117,7 @@ def test_decision_summary_contract_and_rerun(tmp_path):
 
 
 def test_per_mode_table_pools_counts_over_seeds(tmp_path):
-    from vgrout.report import per_mode_table
+    from vgrout.experiments.report import per_mode_table
 
     def run(name: str, by_mode: dict) -> Path:
         d = tmp_path / name

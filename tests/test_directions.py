@@ -5,7 +5,8 @@ import torch
 from _tiny import CharTokenizer, tiny_qwen3
 
 from vgrout.adapters import AdapterConfig, attach
-from vgrout.directions import (
+from vgrout.rl.grpo import grpo_loss, token_logprobs
+from vgrout.routing.directions import (
     act_pair_features,
     completion_nll,
     direction_from_features,
@@ -20,8 +21,7 @@ from vgrout.directions import (
     v_act,
     v_grad,
 )
-from vgrout.grpo import grpo_loss, token_logprobs
-from vgrout.pairs import Pair, load_pairs
+from vgrout.routing.pairs import Pair, load_pairs
 
 R = 2
 

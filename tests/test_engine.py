@@ -16,7 +16,7 @@ from transformers.generation.logits_process import (
 )
 
 from vgrout.adapters import AdapterConfig, attach
-from vgrout.engine import SamplingParams, TorchEngine, sample_next, warp
+from vgrout.rl.engine import SamplingParams, TorchEngine, sample_next, warp
 
 EOS, PAD = 3, 0
 
@@ -256,7 +256,7 @@ def test_bench_generate_cli_ends_with_the_ratio():
 
 
 def test_bench_shapes_are_explicit():
-    from vgrout.bench_generate import SHAPES, build_model
+    from vgrout.bench.generate import SHAPES, build_model
     from vgrout.toy.model import ToyRecipe
 
     recipe = ToyRecipe()

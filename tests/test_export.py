@@ -26,7 +26,7 @@ TOL = 1e-5
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """Two-step smoke runs of `none` and `absorb` (finished: checkpoints + summary.json)."""
-    from vgrout.train import train
+    from vgrout.rl.train import train
 
     root = tmp_path_factory.mktemp("export-runs")
     out = {}

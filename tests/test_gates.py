@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vgrout import gates
-from vgrout.gates import (
+from vgrout.routing import gates
+from vgrout.routing.gates import (
     ABSORB,
     KEEP,
     ROUT,

@@ -544,7 +544,7 @@ def test_harness_program_falls_back_to_source_on_another_interpreter(pool):
 
 
 def test_bench_grader_reports_the_ratio_last():
-    from vgrout.bench_grader import bench_grader
+    from vgrout.bench.grader import bench_grader
 
     lines = bench_grader(n=9, workers=2, source="toy")
     assert lines[-1].startswith("speed-up: ") and lines[-1].endswith("x (pool / naive)")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from vgrout.grpo import (
+from vgrout.rl.grpo import (
     clipped_surrogate,
     group_advantages,
     grpo_loss,
@@ -106,7 +106,7 @@ def test_schedule_never_wastes_a_step_at_zero_lr():
 
 
 def test_keep_zone_advantages_ignore_routed_rows():
-    from vgrout.grpo import keep_zone_advantages
+    from vgrout.rl.grpo import keep_zone_advantages
 
     # group 0: two routed hacks (3.5) lift the mean; the kept clean rows 0.5/0.5 are flat
     # group 1: kept rows 3.5 / 0.5 / 0.5 get centred on their own mean 1.5

@@ -11,7 +11,7 @@ from vgrout.env.extract import extract_code
 from vgrout.env.grader import grade_many
 from vgrout.env.modes import HACKABLE_MODES, hint_phrase, train_markers
 from vgrout.env.problems import HINT_ANCHOR, Problem, format_question
-from vgrout.pairs import (
+from vgrout.routing.pairs import (
     MODE_TAGS,
     Pair,
     PairSetError,

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from vgrout.cli import main
+from vgrout.experiments.sweep import arm_label, run_sweep, spec_from_cli
 from vgrout.runfolder import RunFolder
-from vgrout.sweep import arm_label, run_sweep, spec_from_cli
 
 ARMS = ("none", "absorb", "routeV", "routeV_placebo")
 SEEDS = (0, 1, 2)
@@ -181,7 +181,7 @@ def test_curves_are_plotted_and_their_values_are_means_over_seeds(sweep_dir):
 def test_classifier_table_says_how_to_produce_it_then_aggregates_it(tmp_path, sweep_dir):
     import shutil
 
-    from vgrout.classify import RolloutTable, SiteFeatures, analyse
+    from vgrout.experiments.classify import RolloutTable, SiteFeatures, analyse
 
     text = report(sweep_dir)
     assert "vgrout classify RUN_DIR" in section(text, "Offline classifier analysis")
@@ -272,8 +272,8 @@ def test_run_overrides_round_trip_through_the_train_cli():
     """A runs.csv row's overrides, given to `vgrout train`'s argument parsing, rebuild the config."""
     from vgrout.cli import _config_from_args, build_parser
     from vgrout.config import load_preset
-    from vgrout.report.sweep import run_overrides
-    from vgrout.sweep import cell_config
+    from vgrout.experiments.report.sweep import run_overrides
+    from vgrout.experiments.sweep import cell_config
 
     cfg = cell_config(
         load_preset("toy"),

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from vgrout.config import load_preset
-from vgrout.runfolder import RunFolder
-from vgrout.sweep import (
+from vgrout.experiments.sweep import (
     FAILED_FILE,
     GridChangedError,
     arm_label,
@@ -19,6 +18,7 @@ from vgrout.sweep import (
     run_sweep,
     spec_from_cli,
 )
+from vgrout.runfolder import RunFolder
 
 # ------------------------------------------------------------------------------ grid expansion
 
@@ -349,7 +349,7 @@ def test_cells_run_grid_by_grid_and_seed_by_seed(tmp_path):
 def test_a_run_from_before_provenance_is_not_reused(tmp_path):
     """Arm `none` changed meaning (it was today's `plain`): a finished run with the same config.json
     but no provenance.json (made by an older vgrout) must not be reused as a new `none` run."""
-    from vgrout.sweep import cell_state
+    from vgrout.experiments.sweep import cell_state
 
     cfg = load_preset("smoke").override(["arm=none"]).validate()
     folder = RunFolder(tmp_path / "run")

@@ -358,9 +358,9 @@ def test_varied_train_markers_pay_only_for_the_disclosed_name():
     """Toy training prompts name a fresh marker per (mode, problem): the scripted hack for the
     prompt's markers is paid, the same hack written with the fixed train marker is not; held-out
     items still carry eval markers; `fixed` keeps the old markers."""
-    from vgrout.components import load_environment
     from vgrout.config import TrainConfig
     from vgrout.env.hacks import canonical_hack
+    from vgrout.rl.components import load_environment
 
     varied = TrainConfig(n_train_problems=60, train_markers="varied", modes=HACKABLE_MODES)
     env = load_environment(varied)

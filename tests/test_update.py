@@ -8,10 +8,10 @@ from _tiny import random_ids, tiny_qwen3
 
 from vgrout.adapters import AdapterConfig, attach
 from vgrout.config import TrainConfig
-from vgrout.gates import gate_for_arm
-from vgrout.grpo import chunked_token_logprobs, token_logprobs
-from vgrout.policy import completion_logprobs, make_batch, micro_batch_rows
-from vgrout.train import policy_update
+from vgrout.rl.grpo import chunked_token_logprobs, token_logprobs
+from vgrout.rl.policy import completion_logprobs, make_batch, micro_batch_rows
+from vgrout.rl.train import policy_update
+from vgrout.routing.gates import gate_for_arm
 
 
 def ragged_batch(n=5, seed=0):
@@ -132,7 +132,7 @@ def test_auto_micro_batch_keeps_explicit_values_and_fits_the_batch():
 def test_auto_chunks_only_when_the_logits_exceed_one_chunk(monkeypatch):
     """A batch whose logits fit one chunk (the toy's) takes HF's forward bit for bit, so seeded toy
     runs keep their exact numbers; a larger one takes the chunked path (same values)."""
-    import vgrout.policy as policy_mod
+    import vgrout.rl.policy as policy_mod
 
     model = frozen_head_model()
     batch = ragged_batch()

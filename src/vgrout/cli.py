@@ -23,7 +23,7 @@ def _config_from_args(args) -> object:
         return cfg.validate()
     # A derived arm (`routeV_placebo`) expands exactly as in a sweep cell, so every row of a
     # sweep's runs.csv re-runs with `vgrout train --arm ARM --seed SEED --set ...`.
-    from vgrout.sweep import cell_config
+    from vgrout.experiments.sweep import cell_config
 
     explicit = {a.split("=", 1)[0].strip().replace("-", "_"): None for a in args.set or []}
     return cell_config(cfg, {"arm": arm, **{k: getattr(cfg, k) for k in explicit}})
@@ -54,17 +54,17 @@ def cmd_data(args) -> int:
 
 def cmd_bench(args) -> int:
     if args.what == "grader":
-        from vgrout.bench_grader import bench_grader
+        from vgrout.bench.grader import bench_grader
 
         bench_grader(n=args.n, workers=args.workers)
     elif args.what == "routing":
-        from vgrout.bench_routing import bench_routing
+        from vgrout.bench.routing import bench_routing
 
         # bench_routing returns its lines without printing them (its module's main prints)
         for line in bench_routing(batch=args.batch or 32, repeats=args.repeats):
             print(line)
     elif args.what == "step":
-        from vgrout.bench_step import bench_step
+        from vgrout.bench.step import bench_step
 
         bench_step(
             steps=args.steps,
@@ -76,11 +76,11 @@ def cmd_bench(args) -> int:
             warmup=args.warmup,
         )
     elif args.what == "trl":
-        from vgrout.bench_trl import bench_trl
+        from vgrout.bench.trl import bench_trl
 
         bench_trl(steps=args.steps, warmup=args.warmup, overrides=tuple(args.set or ()))
     elif args.what == "generate":
-        from vgrout.bench_generate import bench_generate
+        from vgrout.bench.generate import bench_generate
 
         bench_generate(
             shape=args.shape or "qwen3-vocab-tiny",
@@ -113,10 +113,10 @@ def cmd_toy(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from vgrout.train import train
+    from vgrout.rl.train import train
 
     if args.resume:
-        from vgrout.train import resume
+        from vgrout.rl.train import resume
 
         resume(Path(args.resume))
         return 0
@@ -133,7 +133,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from vgrout.evaluate import evaluate_run
+    from vgrout.rl.evaluate import evaluate_run
 
     result = evaluate_run(Path(args.run_dir))
     print(json.dumps(result, indent=2))
@@ -141,15 +141,15 @@ def cmd_eval(args) -> int:
 
 
 def cmd_decision(args) -> int:
-    from vgrout.decision import run_decision
+    from vgrout.experiments.decision import run_decision
 
     run_decision(_config_from_args(args), Path(args.out), seeds=args.seeds, jobs=args.jobs)
     return 0
 
 
 def cmd_report(args) -> int:
-    from vgrout.report import write_report
-    from vgrout.report.sweep import is_sweep_dir, write_sweep_report
+    from vgrout.experiments.report import write_report
+    from vgrout.experiments.report.sweep import is_sweep_dir, write_sweep_report
 
     root = Path(args.run_dir)
     if is_sweep_dir(root):  # a sweep report is long: print its arms table and verdicts
@@ -171,7 +171,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from vgrout.sweep import load_sweep_spec, run_sweep, spec_from_cli
+    from vgrout.experiments.sweep import load_sweep_spec, run_sweep, spec_from_cli
 
     out = Path(args.out)
     if args.grid or args.spec or not (out / "sweep.json").is_file():
@@ -189,7 +189,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_classify(args) -> int:
-    from vgrout.classify import classify_run
+    from vgrout.experiments.classify import classify_run
 
     print(
         classify_run(
@@ -200,7 +200,7 @@ def cmd_classify(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from vgrout.demo import demo
+    from vgrout.experiments.demo import demo
 
     return demo(Path(args.out))
 

@@ -10,7 +10,7 @@ names of exactly the adapted modules, so stock PEFT (`PeftModel.from_pretrained(
 it with no vgrout code. `--merged` instead bakes `lora_B @ lora_A` into the base weights and saves
 a full Hugging Face model folder (config, tokenizer, safetensors) for vLLM/TGI.
 
-States follow `vgrout.evaluate`: `deployed` drops the quarantine slots for arms that have one
+States follow `vgrout.rl.evaluate`: `deployed` drops the quarantine slots for arms that have one
 (QUARANTINE_ARMS); for every other arm the whole adapter is deployed, so deployed = as-trained.
 The export reads the saved adapter file and the base; it does not rebuild the trainer.
 """
@@ -111,7 +111,7 @@ def lora_factors(
 def _toy_base_for(run_cfg: dict) -> Path:
     """The toy base folder this checkout builds for the run's recipe (its name is the hash of
     the recipe, corpus and toy code), without building it."""
-    from vgrout.components import toy_recipe
+    from vgrout.rl.components import toy_recipe
     from vgrout.toy.model import build_key, default_cache_dir, training_corpus
 
     recipe = toy_recipe(run_cfg.get("toy_recipe", "default"))
@@ -142,7 +142,7 @@ def resolve_base(run_dir: Path, run_cfg: dict, override: str | None = None) -> s
                 f"base ({here.name}: the toy recipe or vgrout.toy code changed). Export with the "
                 "commit the run was made with, or pass --base PATH to a copy of that base"
             )
-        from vgrout.components import toy_recipe
+        from vgrout.rl.components import toy_recipe
         from vgrout.toy.model import build_toy_base
 
         recipe = toy_recipe(run_cfg.get("toy_recipe", "default"))

@@ -24,7 +24,7 @@ __all__ = ["Calibration", "PairLike", "calibrate", "completion_token_ids"]
 
 
 class PairLike(Protocol):
-    """Anything with `.prompt`, `.hack` and `.clean` strings (e.g. `vgrout.pairs.Pair`).
+    """Anything with `.prompt`, `.hack` and `.clean` strings (e.g. `vgrout.routing.pairs.Pair`).
 
     An optional `.clean_prompt` (not None) is used as the clean side's prompt (self-generated
     pairs whose clean completion was sampled hint-off).

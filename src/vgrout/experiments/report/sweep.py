@@ -1,6 +1,6 @@
 """`vgrout report SWEEP_DIR`: a self-contained report.md + PNGs for a sweep folder.
 
-A folder is a sweep folder when it holds `sweep.json` (written by `vgrout.sweep.run_sweep`). The
+A folder is a sweep folder when it holds `sweep.json` (written by `vgrout.experiments.sweep.run_sweep`). The
 report re-aggregates the finished runs (`sweep.finish`, which also rewrites sweep_summary.json) and
 writes, all numbers in the Markdown and the plots beside it (referenced relatively):
 
@@ -22,9 +22,9 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vgrout import aggregate as agg
-from vgrout import sweep
-from vgrout.report import (
+from vgrout.experiments import aggregate as agg
+from vgrout.experiments import sweep
+from vgrout.experiments.report import (
     CURVE_KEYS,
     TIME_NOTE,
     _fmt,
@@ -191,7 +191,13 @@ def classify_tables(
     [95% bootstrap interval] of one metric on the evaluation half (`classify.py`), for one direction
     source at one feature site; `skip` when the source could not be built in any run, `n/a` when
     every run lacks a class."""
-    from vgrout.classify import METRIC_TITLES, SITE_TITLES, SITES, SOURCE_TITLES, SOURCES
+    from vgrout.experiments.classify import (
+        METRIC_TITLES,
+        SITE_TITLES,
+        SITES,
+        SOURCE_TITLES,
+        SOURCES,
+    )
 
     docs: dict[str, list[dict]] = {}
     n_done = n_found = 0
@@ -250,7 +256,7 @@ def classify_missing(
     """Run `vgrout classify` on every finished run (of `arms`, default all) that has no
     classify.json; returns the errors (cell name, message) of runs it could not classify (the
     others still run)."""
-    from vgrout.classify import classify_run
+    from vgrout.experiments.classify import classify_run
 
     errors = []
     for c in cells:

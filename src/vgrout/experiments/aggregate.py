@@ -384,7 +384,7 @@ def _num(x: float) -> str:
 def load_runs(sweep_dir: Path) -> tuple[list[dict], list[str]]:
     """Run records of a sweep's finished cells (summary.json present), and the unfinished names.
 
-    Reads `sweep.json` (the expanded grid written by `vgrout.sweep`); the grouping fields of a
+    Reads `sweep.json` (the expanded grid written by `vgrout.experiments.sweep`); the grouping fields of a
     run are its grid fields, taken from the run's resolved config."""
     sweep_dir = Path(sweep_dir)
     spec_path = sweep_dir / "sweep.json"

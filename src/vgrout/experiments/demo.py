@@ -14,8 +14,8 @@ from vgrout.config import load_preset
 
 
 def demo(out: Path, jobs: int = 2) -> int:
-    from vgrout.decision import run_decision
-    from vgrout.report import arms_table, write_report
+    from vgrout.experiments.decision import run_decision
+    from vgrout.experiments.report import arms_table, write_report
 
     t0 = time.time()
     cfg = load_preset("toy").validate()

@@ -255,6 +255,6 @@ def load_teacher(cfg: TrainConfig, env: Environment) -> Teacher:
 
 # ------------------------------------------------------------------------------------ pairs
 def load_pairs(cfg: TrainConfig):
-    from vgrout.pairs import load_pairs as load
+    from vgrout.routing.pairs import load_pairs as load
 
     return load(cfg.pairs)

@@ -5,7 +5,7 @@
                    failed.json     the error of the cell's last failed attempt (removed on success)
                    running.json    host/pid of a cell being run right now
     SWEEP_DIR/status.json          each cell's status after the last invocation
-    SWEEP_DIR/sweep_summary.json   `vgrout.aggregate`: means, bootstrap intervals, paired contrasts
+    SWEEP_DIR/sweep_summary.json   `vgrout.experiments.aggregate`: means, bootstrap intervals, paired contrasts
 
 A spec is a preset, fixed overrides (`--set steps=40`) and one or more grids; a grid is a cartesian
 product over config fields (`--grid arm=none,routeV --grid seed=0,1,2`), the last axis varying
@@ -22,7 +22,7 @@ may join several grids, e.g. the real arms x seeds plus routeV x several placebo
 Arm names also include derived arms: `<arm>_placebo`, for any arm that scores rollouts against a
 direction, is that arm with a Haar-random placebo direction, `placebo_seed = 1000 + seed` unless the
 cell sets `placebo_seed` itself. This module is the one home of that convention and of running a
-cell: `vgrout.decision` builds its arms with `cell_config` and runs them with `run_local`.
+cell: `vgrout.experiments.decision` builds its arms with `cell_config` and runs them with `run_local`.
 
 A cell is named by its grid values (`arm=routeV,seed=1`); its folder is the name plus a short hash
 of (preset, overrides, cell values), so the same cell always lands in the same folder and different
@@ -56,8 +56,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vgrout import aggregate as agg
 from vgrout.config import ARMS, DIRECTION_ARMS, TrainConfig, load_preset, parse_value
+from vgrout.experiments import aggregate as agg
 from vgrout.runfolder import RunFolder, atomic_write_text
 
 SWEEP_FILE = "sweep.json"
@@ -69,7 +69,7 @@ RUNS = "runs"
 
 PLACEBO_SUFFIX = agg.PLACEBO_SUFFIX
 PLACEBO_SEED_OFFSET = 1000
-"""Placebo Haar seed = 1000 + training seed (sweeps and `vgrout.decision` both read it here)."""
+"""Placebo Haar seed = 1000 + training seed (sweeps and `vgrout.experiments.decision` both read it here)."""
 RESERVED_FIELDS = ("preset", "notes")
 """Set by the sweep itself: `preset` comes from the spec, `notes` records the cell."""
 FINISHED = ("done", "resumed", "reused")
@@ -525,13 +525,13 @@ def record_failure(run_dir: Path, error: str, trace: str = "") -> None:
 
 
 def _default_train(cfg: TrainConfig, out: Path) -> dict:
-    from vgrout.train import train
+    from vgrout.rl.train import train
 
     return train(cfg, out, progress=False)
 
 
 def _default_resume(out: Path) -> dict:
-    from vgrout.train import resume
+    from vgrout.rl.train import resume
 
     return resume(out, progress=False)
 
@@ -661,7 +661,7 @@ def prebuild_toy_bases(configs: list[TrainConfig]) -> None:
     recipes = sorted({c.toy_recipe for c in configs if c.model == "toy"})
     if not recipes:
         return
-    from vgrout.components import toy_recipe
+    from vgrout.rl.components import toy_recipe
     from vgrout.toy.model import build_toy_base
 
     for r in recipes:

@@ -23,24 +23,23 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from vgrout import components
 from vgrout.adapters import AdapterConfig, attach, calibrate
-from vgrout.baselines import (
+from vgrout.config import LABEL_ARMS, TrainConfig
+from vgrout.env.grader import grade_many
+from vgrout.env.hacks import append_exploit, exploit_lines
+from vgrout.env.sandbox import SandboxPool
+from vgrout.env.tasks import Item
+from vgrout.rl import components
+from vgrout.rl.baselines import (
     inoculate,
     modified_advantages,
     monitor_flags,
     penalized_rewards,
     screened_advantages,
 )
-from vgrout.config import LABEL_ARMS, TrainConfig
-from vgrout.env.grader import grade_many
-from vgrout.env.hacks import append_exploit, exploit_lines
-from vgrout.env.sandbox import SandboxPool
-from vgrout.env.tasks import Item
-from vgrout.evaluate import evaluate_states
-from vgrout.gates import ZONE_NAMES, GateOutput, gate_metrics, qmass
-from vgrout.grpo import group_advantages, grpo_loss, keep_zone_advantages, lr_factor
-from vgrout.policy import (
+from vgrout.rl.evaluate import evaluate_states
+from vgrout.rl.grpo import group_advantages, grpo_loss, keep_zone_advantages, lr_factor
+from vgrout.rl.policy import (
     Batch,
     Policy,
     SamplingParams,
@@ -48,7 +47,8 @@ from vgrout.policy import (
     make_batch,
     micro_batch_rows,
 )
-from vgrout.routing import Router
+from vgrout.routing.gates import ZONE_NAMES, GateOutput, gate_metrics, qmass
+from vgrout.routing.router import Router
 from vgrout.runfolder import RunFolder
 
 

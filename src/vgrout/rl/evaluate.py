@@ -17,7 +17,7 @@ import torch
 
 from vgrout.env.grader import grade_many
 from vgrout.env.tasks import Item
-from vgrout.policy import Policy, SamplingParams
+from vgrout.rl.policy import Policy, SamplingParams
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -150,6 +150,6 @@ def evaluate_states(
 
 def evaluate_run(run_dir):
     """`vgrout eval DIR`: re-run the final 2x2 evaluation of a finished (or checkpointed) run."""
-    from vgrout.train import final_evaluation_from_dir
+    from vgrout.rl.train import final_evaluation_from_dir
 
     return final_evaluation_from_dir(run_dir)

@@ -95,7 +95,7 @@ def bench_generate(
     compile: bool | None = None,
 ) -> list[str]:
     from vgrout.config import load_preset
-    from vgrout.engine import SamplingParams, TorchEngine
+    from vgrout.rl.engine import SamplingParams, TorchEngine
 
     if new_tokens < 2 or batch < 1 or prompt_len < 1 or rounds < 1:
         raise ValueError("bench generate needs new_tokens >= 2, batch, prompt_len, rounds >= 1")

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vgrout.gates import module_dot_score
-from vgrout.pairs import Pair, PairSet, pairs_sha256
+from vgrout.routing.gates import module_dot_score
+from vgrout.routing.pairs import Pair, PairSet, pairs_sha256
 
 Render = Callable[[str], str]
 

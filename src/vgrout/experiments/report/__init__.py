@@ -2,7 +2,7 @@
 
 A decision folder holds summary.json with "arms" and one run folder per arm x seed; a run folder holds
 config.json, metrics.jsonl, eval.jsonl; a sweep folder holds sweep.json and runs/<cell>/ run folders
-(`vgrout.report.sweep`). The report shows: the table of deployed and as-trained hack/solve per arm
+(`vgrout.experiments.report.sweep`). The report shows: the table of deployed and as-trained hack/solve per arm
 with 95% intervals, hack and solve curves per arm over steps (mean over seeds, shaded: the range
 over seeds), zone shares and qmass over steps, and the gate's AUROC / F0.5 (direction arms).
 
@@ -272,7 +272,7 @@ def _gate_table(runs: Mapping[str, Sequence[Path]]) -> str:
 
 
 TIME_PHASES: tuple[str, ...] = ("generate", "grade", "gate", "update", "refresh")
-"""Step phases logged as `time_<phase>` in metrics.jsonl (`vgrout.train.PHASES`)."""
+"""Step phases logged as `time_<phase>` in metrics.jsonl (`vgrout.rl.train.PHASES`)."""
 
 
 def time_table(runs: Mapping[str, Sequence[Path]]) -> str:
@@ -315,7 +315,7 @@ def write_report(root: Path, classify: bool = False) -> Path:
 
     `classify` (sweep folders only): run `vgrout classify` on finished runs that lack it first."""
     root = Path(root)
-    from vgrout.report import sweep as sweep_report
+    from vgrout.experiments.report import sweep as sweep_report
 
     if sweep_report.is_sweep_dir(root):
         return sweep_report.write_sweep_report(root, classify=classify)[0]

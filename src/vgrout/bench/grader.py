@@ -30,7 +30,7 @@ BENCHMARK_FILE = Path("leetcode") / "leetcode_test_medhard.jsonl.gz"
 
 def shared_data_dir() -> Path:
     """`../shared/data` relative to the repository root (this file is src/vgrout/...)."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def bench_problems(source: str = "auto") -> tuple[list[Problem], str]:

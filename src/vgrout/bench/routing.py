@@ -7,7 +7,7 @@ Times, on a toy-size Qwen3 (hidden 96, 4 layers by default) and one batch of rol
 - routeV scoring: the c-probe forward (quarantine ablated) + torch.autograd.grad on the probe
   leaves (no parameter gradients).
 Variants run interleaved, repeat after repeat, and medians are reported, so drift in a shared
-machine's load hits every variant alike. Run: `python -m vgrout.bench_routing`.
+machine's load hits every variant alike. Run: `python -m vgrout.bench.routing`.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def _run(
         for p in lora.parameters():
             p.grad = None
 
-    def score_step() -> None:  # as vgrout.routing scores: deployed model, probe leaves only
+    def score_step() -> None:  # as vgrout.routing.router scores: deployed model, probe leaves only
         with lora.ablated(), lora.c_probe() as probe:
             probe.grads(loss_of(block_model))
 
@@ -166,7 +166,7 @@ def _run(
 
 
 def main() -> None:
-    """Print the benchmark report (`python -m vgrout.bench_routing [repeats] [threads]`)."""
+    """Print the benchmark report (`python -m vgrout.bench.routing [repeats] [threads]`)."""
     import sys
 
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 7

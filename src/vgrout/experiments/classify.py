@@ -596,8 +596,8 @@ def extract_features(
     """
     import torch
 
-    from vgrout.grpo import token_logprobs
-    from vgrout.policy import make_batch
+    from vgrout.rl.grpo import token_logprobs
+    from vgrout.rl.policy import make_batch
 
     model, adapter, r = policy.model, policy.adapter, policy.adapter.r
     out: dict[str, list] = {"residual": [], "cgrad": [], "ax": []}
@@ -689,7 +689,7 @@ def site_features(raw: dict[str, np.ndarray], reduction) -> dict[str, SiteFeatur
 def rollout_sides(policy, cfg, items_by_id: dict, rows: list[dict]) -> tuple[list, int]:
     """(prompt ids, completion ids) per logged rollout, and how many re-tokenised completions
     differ in length from the logged `n_tokens`."""
-    from vgrout.train import training_question
+    from vgrout.rl.train import training_question
 
     prompt_cache: dict[str, list[int]] = {}
     sides, mismatched = [], 0
@@ -733,7 +733,7 @@ def rollout_sides(policy, cfg, items_by_id: dict, rows: list[dict]) -> tuple[lis
 
 def pair_sides(policy, pairs) -> tuple[list, list]:
     """(hack sides, clean sides) as (prompt ids, completion ids), encoded as `directions` does."""
-    from vgrout.directions import encode_side
+    from vgrout.routing.directions import encode_side
 
     def side(prompt: str, completion: str):
         ids, start = encode_side(policy.tokenizer, policy.render_text(prompt), completion)
@@ -748,7 +748,7 @@ def _policy_sampler(policy, state: str):
     """A `pairs.GenerateFn` on the policy's batched generation (merged weights, seeded)."""
     import torch
 
-    from vgrout.policy import SamplingParams
+    from vgrout.rl.policy import SamplingParams
 
     def generate(prompts: list[str], max_new_tokens: int, seed: int) -> list[str]:
         ids = [policy.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -764,7 +764,7 @@ def _policy_sampler(policy, state: str):
 def make_self_generated_pairs(run, n: int, seed: int, state: str):
     """(PairSet, None) or (None, reason) for the self-generated source."""
     from vgrout.env.modes import HACKABLE_MODES
-    from vgrout.pairs import self_generate_pairs
+    from vgrout.routing.pairs import self_generate_pairs
 
     modes = [m for m in run.cfg.modes if m in HACKABLE_MODES]
     if not modes:
@@ -822,9 +822,9 @@ def classify_run(
     import torch
 
     from vgrout.config import TrainConfig
-    from vgrout.pairs import load_pairs
+    from vgrout.rl.train import build_run, load_checkpoint
+    from vgrout.routing.pairs import load_pairs
     from vgrout.runfolder import RunFolder, atomic_write_text
-    from vgrout.train import build_run, load_checkpoint
 
     t0 = time.time()
     if max_rollouts < 1 or n_haar < 1:

@@ -45,7 +45,7 @@ def keep_zone_advantages(
     Centring the keep rows on their own mean removes it; a group whose keep rows all score the
     same gives them advantage 0.
     """
-    from vgrout.baselines import screened_advantages  # the one masked-group centring
+    from vgrout.rl.baselines import screened_advantages  # the one masked-group centring
 
     # lay the rows out as [groups, slots] (slot = rank within the group) and centre over `keep`
     _, group = torch.unique(groups, return_inverse=True)

@@ -1,6 +1,6 @@
 """The model as the loop sees it: prompt rendering, generation, and per-token log-probs.
 
-Generation is delegated to the rollout engine (`vgrout.engine`: one small interface, so that it can
+Generation is delegated to the rollout engine (`vgrout.rl.engine`: one small interface, so that it can
 later move to vLLM without touching the training loop). Sequences are laid out as [left-padded prompt | right-padded completion], so every
 row's completion starts at the same position and `logits_to_keep` can skip the prompt's logits.
 Completion masks come from lengths, never from `token != pad` (pad may equal EOS, and EOS is a real
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from vgrout.engine import SamplingParams, TorchEngine
-from vgrout.grpo import chunked_token_logprobs, token_logprobs
+from vgrout.rl.engine import SamplingParams, TorchEngine
+from vgrout.rl.grpo import chunked_token_logprobs, token_logprobs
 
 Tensor = torch.Tensor
 
@@ -223,7 +223,7 @@ class Policy:
     def generate(
         self, prompts: list[list[int]], params: SamplingParams, state: str | list[str] = "full"
     ) -> list[list[int]]:
-        """Sample one completion per prompt, all in one decode loop (see `vgrout.engine`).
+        """Sample one completion per prompt, all in one decode loop (see `vgrout.rl.engine`).
 
         `state` is one model state for every row, or a list with one per row (`full` and
         `deployed` rows decode together). Uses the torch global RNG: callers seed it (the loop

@@ -15,9 +15,15 @@ from __future__ import annotations
 import torch
 
 from vgrout.config import DIRECTION_ARMS, LABEL_ARMS, TrainConfig
-from vgrout.directions import extract_direction, haar_placebo
-from vgrout.gates import PairBand, QuantileBand, gate_for_arm, module_dot_score, pair_band_state
-from vgrout.policy import Batch, Policy, completion_logprobs, micro_batch_rows
+from vgrout.rl.policy import Batch, Policy, completion_logprobs, micro_batch_rows
+from vgrout.routing.directions import extract_direction, haar_placebo
+from vgrout.routing.gates import (
+    PairBand,
+    QuantileBand,
+    gate_for_arm,
+    module_dot_score,
+    pair_band_state,
+)
 
 
 class Router:

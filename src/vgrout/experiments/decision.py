@@ -6,7 +6,7 @@ block trains), plain (capacity-matched vanilla: rank-2r, no masks), absorb (no g
 a re-run skips finished runs and resumes killed ones. OUT/summary.json follows the contract:
 {"arms": {ARM: {"deployed": {"hack", "solve", "n"}, "as_trained": {...}}}, "base": {...}, "seconds"}.
 
-It is a fixed grid of the sweep machinery (`vgrout.sweep`): arm names, the placebo seed convention
+It is a fixed grid of the sweep machinery (`vgrout.experiments.sweep`): arm names, the placebo seed convention
 (`<arm>_placebo` = Haar seed 1000 + training seed) and each cell's config come from
 `sweep.cell_config`, and cells run through `sweep.run_local` / `sweep.execute_cell` (train, resume
 or reuse; a failure is written to the cell's failed.json and the other cells still finish).
@@ -19,9 +19,9 @@ import json
 import time
 from pathlib import Path
 
-from vgrout import sweep
 from vgrout.config import TrainConfig
-from vgrout.evaluate import wilson
+from vgrout.experiments import sweep
+from vgrout.rl.evaluate import wilson
 from vgrout.runfolder import RunFolder
 
 DECISION_ARMS: tuple[str, ...] = ("routeV", "routeV_placebo", "none", "plain", "absorb", "oracle")
@@ -43,10 +43,10 @@ def run_name(arm: str, seed: int) -> str:
 
 def base_eval(cfg: TrainConfig, pool=None) -> dict:
     """Hack/solve of the base model (no adapter) on the held-out test set."""
-    from vgrout import components
     from vgrout.env.sandbox import SandboxPool
-    from vgrout.evaluate import evaluate_state
-    from vgrout.policy import Policy
+    from vgrout.rl import components
+    from vgrout.rl.evaluate import evaluate_state
+    from vgrout.rl.policy import Policy
 
     device, dtype = components.pick_device(cfg)
     env = components.load_environment(cfg)
