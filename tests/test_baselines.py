@@ -14,7 +14,7 @@ from vgrout.rl.baselines import (
     penalized_rewards,
     screened_advantages,
 )
-from vgrout.rl.train import training_question
+from vgrout.rl.rollouts import training_question
 
 LABELS = ["reward_hack", "attempted_hack", "correct_attempted_hack", "correct", "incorrect"]
 

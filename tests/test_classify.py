@@ -30,6 +30,8 @@ from vgrout.experiments.classify import (
     split_by_problem,
     unit_blocks,
 )
+from vgrout.experiments.classify import analysis as classify_analysis
+from vgrout.experiments.classify.metrics import _auroc, _f05
 
 
 def planted(n=400, k=24, seed=0, strength=3.0, n_problems=40):
@@ -106,10 +108,10 @@ def test_auroc_and_f05_match_sklearn_with_ties():
         y = rng.random(n) < 0.3
         y[0], y[1] = True, False
         predicted = s >= np.median(s)
-        assert C._auroc(y, s)[0] == pytest.approx(roc_auc_score(y, s))
+        assert _auroc(y, s)[0] == pytest.approx(roc_auc_score(y, s))
         want = fbeta_score(y, predicted, beta=0.5, zero_division=0.0)
-        assert C._f05(y, predicted)[0] == pytest.approx(want)
-    assert C._f05(np.array([True, False]), np.array([False, True]))[0] == 0.0
+        assert _f05(y, predicted)[0] == pytest.approx(want)
+    assert _f05(np.array([True, False]), np.array([False, True]))[0] == 0.0
 
 
 def test_metrics_by_hand_and_nan_reasons():
@@ -175,7 +177,9 @@ def test_analyse_oracle_fits_see_only_the_fit_half(monkeypatch):
     seen = []
     real = C.fit_logistic
     monkeypatch.setattr(
-        C, "fit_logistic", lambda xf, yf, c: seen.append(xf[:, -1]) or real(xf, yf, c)
+        classify_analysis,
+        "fit_logistic",
+        lambda xf, yf, c: seen.append(xf[:, -1]) or real(xf, yf, c),
     )
     table = RolloutTable(y, adv, pids)
     out = analyse(table, {"residual": SiteFeatures.flat(x)}, {}, {s: "n/a" for s in C.LABEL_FREE},

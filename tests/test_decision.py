@@ -11,6 +11,7 @@ from vgrout.config import TrainConfig, load_preset
 from vgrout.experiments import sweep
 from vgrout.experiments.decision import DECISION_ARMS, arm_config, run_decision
 from vgrout.experiments.report import write_report
+from vgrout.experiments.sweep import arms as sweep_arms
 from vgrout.runfolder import RunFolder
 
 
@@ -22,8 +23,8 @@ def test_placebo_seed_convention_has_one_home(monkeypatch):
         return arm_config(base, "routeV_placebo", seed).placebo_seed, cell.config.placebo_seed
 
     assert placebo_seeds(3) == (1003, 1003)
-    # change the convention in vgrout.experiments.sweep only: the decision experiment follows it
-    monkeypatch.setattr(sweep, "PLACEBO_SEED_OFFSET", 5000)
+    # change the convention in vgrout.experiments.sweep.arms only: the decision experiment follows it
+    monkeypatch.setattr(sweep_arms, "PLACEBO_SEED_OFFSET", 5000)
     assert placebo_seeds(3) == (5003, 5003)
     assert arm_config(base, "routeV", 3).placebo_seed == -1
 

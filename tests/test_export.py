@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from vgrout.adapters import AdapterConfig, attach
-from vgrout.adapters.io import load_adapter
+from vgrout.adapters.blocklora import load_adapter
 from vgrout.config import load_preset
 from vgrout.export import export_run
 

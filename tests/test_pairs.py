@@ -15,14 +15,16 @@ from vgrout.routing.pairs import (
     MODE_TAGS,
     Pair,
     PairSetError,
-    chat_render,
     format_pairs,
-    hf_sampler,
     load_pairs,
-    motivated_prompt,
     pairs_sha256,
     parse_pairs,
     parse_selector,
+)
+from vgrout.routing.self_generated import (
+    chat_render,
+    hf_sampler,
+    motivated_prompt,
     self_generate_pairs,
 )
 

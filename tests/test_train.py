@@ -16,7 +16,11 @@ import torch
 
 from vgrout.config import TrainConfig, load_preset
 from vgrout.experiments.report import write_report
-from vgrout.rl.train import PHASES, assign_advantages, step_seed, train, train_states
+from vgrout.rl.advantages import assign_advantages
+from vgrout.rl.metrics import PHASES
+from vgrout.rl.rollouts import step_seed
+from vgrout.rl.train import train
+from vgrout.rl.update import train_states
 from vgrout.routing.gates import ABSORB, KEEP, ROUT, GateOutput, masks_from_zones
 
 
@@ -225,7 +229,8 @@ def test_refuses_to_overwrite_a_run(tmp_path):
 @pytest.mark.slow
 def test_a_run_is_refused_on_other_base_weights(tmp_path):
     """The run records which base it trained on; eval/resume on another base is refused."""
-    from vgrout.rl.train import final_evaluation_from_dir, resume
+    from vgrout.rl.run_eval import final_evaluation_from_dir
+    from vgrout.rl.train import resume
 
     cfg, out = _smoke(tmp_path, "none", steps=1, eval_every=0)
     train(cfg, out, progress=False)
@@ -271,7 +276,7 @@ class _Item:
     [("auto", "cpu", False), ("auto", "cuda:0", True), ("on", "cpu", True), ("off", "cuda", False)],
 )
 def test_mixed_decode_decides_one_loop_or_one_per_state(mixed, device, one_loop):
-    from vgrout.rl.train import sample_rollouts
+    from vgrout.rl.rollouts import sample_rollouts
 
     cfg = TrainConfig(arm="absorb", group_size=4, prompts_per_step=2, gen_deploy_frac=0.25,
                       teacher_per_group=0, mixed_decode=mixed).validate()  # fmt: skip

@@ -10,7 +10,7 @@ from vgrout.adapters import AdapterConfig, attach
 from vgrout.config import TrainConfig
 from vgrout.rl.grpo import chunked_token_logprobs, token_logprobs
 from vgrout.rl.policy import completion_logprobs, make_batch, micro_batch_rows
-from vgrout.rl.train import policy_update
+from vgrout.rl.update import policy_update
 from vgrout.routing.gates import gate_for_arm
 
 

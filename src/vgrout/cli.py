@@ -133,9 +133,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from vgrout.rl.evaluate import evaluate_run
+    from vgrout.rl.run_eval import final_evaluation_from_dir
 
-    result = evaluate_run(Path(args.run_dir))
+    result = final_evaluation_from_dir(Path(args.run_dir))
     print(json.dumps(result, indent=2))
     return 0
 

@@ -180,9 +180,9 @@ class TrainConfig:
     """Baseline of rows the gate keeps (trained into the deployed block alone). `group`: the Dr.GRPO
     group mean over all rows. `keep`: the mean over the group's keep-zone rows only, so routed rows
     (e.g. well-paid hacks) do not make the group's clean rows look bad to the deployed block.
-    Measured on the toy (oracle, seed 0): with `group` the deployed model still hacks 0.25 on the
-    training distribution (base ~0.05): clean rows in hack-lifted groups got negative advantages;
-    with `keep` 0.03, and deployed solve 0.57 instead of 0.37."""
+    Measured on the toy (docs/evidence, 5 seeds, held-out names): for oracle, keep - group is
+    -0.012 [-0.017, -0.005] deployed hack and +0.023 [+0.015, +0.032] solve; for absorb a no-op (it
+    keeps no rows). The default stays `group`: the gain is small and untested on the direction arms."""
     teacher_importance: str = "on_policy"
     """How teacher rows enter the clipped objective. `on_policy`: old log-probs are the current
     policy's (ratio 1, plain policy gradient on the teacher text, as the predecessor did; the

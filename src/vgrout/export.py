@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from vgrout.adapters.blocklora import AdapterConfig, _is_conv1d, _weight_out_in, find_targets
 from vgrout.adapters.io import _read_tensors, read_header
+from vgrout.adapters.targets import AdapterConfig, _is_conv1d, _weight_out_in, find_targets
 from vgrout.config import QUARANTINE_ARMS
 from vgrout.runfolder import RunFolder, _umask, atomic_dir, code_provenance
 

@@ -13,24 +13,18 @@ Typical use::
     with lora.disabled():             # the base model (KL reference)
         ...
 
-See `blocklora` for the semantics, `inits` for the init schemes, `calibration` for the data the
-contrastive inits read, and `io` for checkpoints.
+See `blocklora` for the semantics and the handle, `targets` for the config and which modules are
+adapted, `parameters` for one module's A, B, A0, B0, `hooks` for the forward, `inits` for the init
+schemes, `calibration` for the data the contrastive inits read, and `io` for checkpoints.
 """
 
-from vgrout.adapters.blocklora import (
-    DEFAULT_TARGETS,
-    AdapterConfig,
-    BlockLoRA,
-    Capture,
-    ModuleAdapter,
-    Probe,
-    attach,
-    find_targets,
-    validate_route,
-)
+from vgrout.adapters.blocklora import BlockLoRA, attach, load_adapter
 from vgrout.adapters.calibration import Calibration, calibrate, completion_token_ids
+from vgrout.adapters.hooks import Capture, Probe, validate_route
 from vgrout.adapters.inits import INITS
 from vgrout.adapters.io import read_meta
+from vgrout.adapters.parameters import ModuleAdapter
+from vgrout.adapters.targets import DEFAULT_TARGETS, AdapterConfig, find_targets
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -45,6 +39,7 @@ __all__ = [
     "calibrate",
     "completion_token_ids",
     "find_targets",
+    "load_adapter",
     "read_meta",
     "validate_route",
 ]

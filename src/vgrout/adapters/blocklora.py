@@ -21,21 +21,22 @@ Route semantics per rollout g (batch row g is rollout g), mask (m_g, d_g):
 Zones: keep (0,0), absorb (1,0), rout (1,1); (0,1) is rejected.
 
 The forward math, masks, c-probe and capture live in `hooks.py` (one fused autograd node per
-module); this module holds the config, target discovery, parameters and the user-facing handle.
+module), the config and target discovery in `targets.py`, the per-module parameters in
+`parameters.py` and the checkpoint format in `io.py`; this module holds the user-facing handle.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from vgrout.adapters import io as adapter_io
 from vgrout.adapters.calibration import Calibration
 from vgrout.adapters.hooks import (
     Capture,
@@ -46,7 +47,15 @@ from vgrout.adapters.hooks import (
     _State,
     validate_route,
 )
-from vgrout.adapters.inits import INITS, init_blocks, module_seed
+from vgrout.adapters.inits import init_blocks, module_seed
+from vgrout.adapters.parameters import ModuleAdapter, _slots
+from vgrout.adapters.targets import (
+    DEFAULT_TARGETS,
+    AdapterConfig,
+    _is_conv1d,
+    _weight_out_in,
+    find_targets,
+)
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -57,131 +66,9 @@ __all__ = [
     "Probe",
     "attach",
     "find_targets",
+    "load_adapter",
     "validate_route",
 ]
-
-DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-_NEVER_TARGET = ("lm_head", "embed_tokens", "wte", "wpe", "embed_in", "embed_out")
-
-
-@dataclass(frozen=True)
-class AdapterConfig:
-    """What to adapt and how to initialise it.
-
-    r: rank of EACH block (the adapter has rank 2r: deployed [:r], quarantine [r:]).
-    targets: last name components of the modules to adapt (nn.Linear, or HF GPT-2 Conv1D).
-    init: gaussian | pissa | corda | scorda | scorda_rev (corda/scorda* need calibration data).
-    init_seed: seed of the gaussian init (per-module seeds derive from it and the module name).
-    decay_to_init: rate lambda of the decay toward init, p <- p - lr * lambda * (p - p0), applied
-        after each optimizer step by `BlockLoRA.decay_toward_init` (not by the optimizer: plain
-        weight decay pulls toward 0, which would make the net delta -B0 A0).
-    """
-
-    r: int = 8
-    targets: tuple[str, ...] = DEFAULT_TARGETS
-    init: str = "gaussian"
-    init_seed: int = 0
-    decay_to_init: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.r, int) or self.r < 1:
-            raise ValueError(f"r must be a positive int (rank of each block), got {self.r!r}")
-        if isinstance(self.targets, str) or not self.targets:
-            raise ValueError(f"targets must be a non-empty tuple of names, got {self.targets!r}")
-        object.__setattr__(self, "targets", tuple(self.targets))
-        bad = [t for t in self.targets if t in _NEVER_TARGET]
-        if bad:
-            raise ValueError(f"never adapt {bad}: lm_head and embeddings stay base weights")
-        if self.init not in INITS:
-            raise ValueError(f"unknown init {self.init!r}; choose one of {INITS}")
-        if self.decay_to_init < 0:
-            raise ValueError(f"decay_to_init must be >= 0, got {self.decay_to_init}")
-
-    def to_json_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict (for checkpoint headers and run configs)."""
-        d = asdict(self)
-        d["targets"] = list(self.targets)
-        return d
-
-    @classmethod
-    def from_json_dict(cls, d: Mapping[str, Any]) -> AdapterConfig:
-        """Inverse of `to_json_dict`."""
-        d = dict(d)
-        d["targets"] = tuple(d["targets"])
-        return cls(**d)
-
-
-# ------------------------------------------------------------------------------------------------
-# Target discovery
-
-
-def _is_conv1d(module: nn.Module) -> bool:
-    # HF GPT-2's Conv1D: y = x @ W + b with W [d_in, d_out]. Matched by class name so that no
-    # particular transformers import path is required.
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "weight")
-
-
-def find_targets(model: nn.Module, targets: Sequence[str]) -> dict[str, nn.Module]:
-    """Modules whose last name component is in `targets`, by full name (sorted).
-
-    Supported module types: torch.nn.Linear and transformers' Conv1D (GPT-2). A matching name on
-    any other type raises, as does a target list that matches nothing.
-    """
-    found: dict[str, nn.Module] = {}
-    for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] not in targets:
-            continue
-        if any(part in _NEVER_TARGET for part in name.split(".")):
-            continue
-        if not (isinstance(module, nn.Linear) or _is_conv1d(module)):
-            raise TypeError(
-                f"module {name!r} matches a target name but is a {type(module).__name__}; "
-                "BlockLoRA supports torch.nn.Linear and transformers Conv1D only: "
-                "remove this name from AdapterConfig.targets"
-            )
-        found[name] = module
-    if not found:
-        linear_names = sorted(
-            {
-                n.rsplit(".", 1)[-1]
-                for n, m in model.named_modules()
-                if isinstance(m, nn.Linear) or _is_conv1d(m)
-            }
-        )
-        raise ValueError(
-            f"no module matches targets {tuple(targets)}; this model's Linear/Conv1D names are "
-            f"{linear_names} (e.g. GPT-2 uses c_attn, c_proj, c_fc)"
-        )
-    return dict(sorted(found.items()))
-
-
-def _weight_out_in(module: nn.Module) -> Tensor:
-    """The module's weight as [d_out, d_in] (Conv1D stores [d_in, d_out])."""
-    return module.weight.T if _is_conv1d(module) else module.weight
-
-
-# ------------------------------------------------------------------------------------------------
-# Per-module parameters
-
-
-class ModuleAdapter(nn.Module):
-    """Parameters of one adapted module: trainable A [2r, d_in], B [d_out, 2r] (fp32) and frozen
-    buffers A0, B0 (their initial values). Slots [:r] deployed, [r:] quarantine."""
-
-    def __init__(self, a0: Tensor, b0: Tensor, r: int) -> None:
-        super().__init__()
-        if a0.shape[0] != 2 * r or b0.shape[1] != 2 * r:
-            raise ValueError(f"A0 {tuple(a0.shape)} / B0 {tuple(b0.shape)} do not have 2r={2 * r}")
-        self.r = r
-        self.A = nn.Parameter(a0.detach().float().clone())
-        self.B = nn.Parameter(b0.detach().float().clone())
-        self.register_buffer("A0", a0.detach().float().clone())
-        self.register_buffer("B0", b0.detach().float().clone())
-
-    def block_delta_weight(self, deployed: bool = True, quarantine: bool = True) -> Tensor:
-        """The dense weight delta B A - B0 A0 ([d_out, d_in], fp32) of the chosen blocks."""
-        slots = _slots(self.r, deployed, quarantine)
-        return self.B[:, slots] @ self.A[slots] - self.B0[:, slots] @ self.A0[slots]
 
 
 def _root_sum(squares: list[Tensor]) -> float:
@@ -189,16 +76,6 @@ def _root_sum(squares: list[Tensor]) -> float:
         return 0.0
     device = squares[0].device  # modules may sit on several devices
     return torch.stack([t.to(device) for t in squares]).sum().sqrt().item()
-
-
-def _slots(r: int, deployed: bool, quarantine: bool) -> slice:
-    if deployed and quarantine:
-        return slice(0, 2 * r)
-    if deployed:
-        return slice(0, r)
-    if quarantine:
-        return slice(r, 2 * r)
-    raise ValueError("select at least one block")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -461,23 +338,17 @@ class BlockLoRA:
 
     def save(self, path: str | Path, meta: Mapping[str, Any] | None = None) -> None:
         """Write A, B, A0, B0 of every module (fp32) + config + `meta` to one safetensors file."""
-        from vgrout.adapters.io import save_adapter
-
         self._live()
-        save_adapter(self, path, meta or {})
+        adapter_io.save_adapter(self, path, meta or {})
 
     def load_state(self, path: str | Path) -> dict[str, Any]:
         """Copy A, B, A0, B0 saved by `save` into this handle in place (resume); returns meta."""
-        from vgrout.adapters.io import load_state
-
         self._live()
-        return load_state(self, path)
+        return adapter_io.load_state(self, path)
 
     @classmethod
     def load_into(cls, model: nn.Module, path: str | Path) -> BlockLoRA:
         """Attach a saved adapter to a (fresh, same-architecture) model: exact A, B, A0, B0."""
-        from vgrout.adapters.io import load_adapter
-
         return load_adapter(model, path)
 
     def __repr__(self) -> str:
@@ -516,3 +387,26 @@ def attach(
             deltas=deltas,
         )
     return BlockLoRA(model, config, blocks)
+
+
+def load_adapter(model: nn.Module, path: str | Path) -> BlockLoRA:
+    """Attach the saved adapter to `model` with exactly the saved A, B, A0, B0.
+
+    The model must have the same target modules with the same shapes (a clear error otherwise).
+    """
+    header = adapter_io.read_header(path)
+    config = AdapterConfig.from_json_dict(header["adapter_config"])
+    saved_names = header["module_names"]
+    modules = find_targets(model, config.targets)
+    if list(modules) != saved_names:
+        missing = sorted(set(saved_names) - set(modules))[:3]
+        extra = sorted(set(modules) - set(saved_names))[:3]
+        raise ValueError(
+            f"{path} was saved for other modules: missing in model {missing}, "
+            f"not in file {extra}; load it into the same architecture"
+        )
+    tensors = adapter_io._read_tensors(path)
+    blocks = {name: (tensors[f"A0/{name}"], tensors[f"B0/{name}"]) for name in saved_names}
+    handle = BlockLoRA(model, config, blocks)
+    adapter_io._copy_into(handle, tensors, ("A", "B"), path)
+    return handle

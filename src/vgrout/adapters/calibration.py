@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from vgrout.adapters.targets import AdapterConfig, find_targets
+
 __all__ = ["Calibration", "PairLike", "calibrate", "completion_token_ids"]
 
 
@@ -110,13 +112,6 @@ def completion_token_ids(
     return prompt_ids + completion_ids, len(prompt_ids)
 
 
-def _target_modules(model: nn.Module, targets: Sequence[str]) -> dict[str, nn.Module]:
-    # Local import: blocklora imports this module.
-    from vgrout.adapters.blocklora import find_targets
-
-    return find_targets(model, targets)
-
-
 @torch.no_grad()
 def calibrate(
     model: nn.Module,
@@ -131,10 +126,8 @@ def calibrate(
     `handle.disabled()`), one sequence at a time (no padding), in eval mode (restored after).
     `targets` defaults to `AdapterConfig().targets`.
     """
-    from vgrout.adapters.blocklora import AdapterConfig
-
     targets = tuple(targets) if targets is not None else AdapterConfig().targets
-    modules = _target_modules(model, targets)
+    modules = find_targets(model, targets)
     pairs = list(pairs)
     if not pairs:
         raise ValueError("calibrate needs at least one pair")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from vgrout.adapters.blocklora import ModuleAdapter
+from vgrout.adapters.parameters import ModuleAdapter
 
 __all__ = ["Capture", "Probe", "validate_route"]
 

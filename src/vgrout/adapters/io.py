@@ -4,6 +4,7 @@ Tensors: `A/<module>`, `B/<module>`, `A0/<module>`, `B0/<module>` in float32 (th
 saving exactly avoids the bf16 round-off the predecessor had to tolerate on reload). Header
 metadata: `vgrout_format` (version), `adapter_config` (AdapterConfig JSON), `module_names` (JSON
 list) and `meta` (the caller's JSON-serialisable dict: step, metrics, run config...).
+Attaching a saved adapter to a fresh model is `blocklora.load_adapter` (`BlockLoRA.load_into`).
 """
 
 from __future__ import annotations
@@ -11,19 +12,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torch import nn
 
-if TYPE_CHECKING:
-    from vgrout.adapters.blocklora import BlockLoRA
+from vgrout.adapters.parameters import ModuleAdapter
+from vgrout.adapters.targets import AdapterConfig
 
 __all__ = [
     "FORMAT_VERSION",
-    "load_adapter",
+    "AdapterHandle",
     "load_state",
     "read_header",
     "read_meta",
@@ -34,7 +34,16 @@ FORMAT_VERSION = "1"
 _KINDS = ("A", "B", "A0", "B0")
 
 
-def save_adapter(handle: BlockLoRA, path: str | Path, meta: Mapping[str, Any]) -> None:
+class AdapterHandle(Protocol):
+    """What a save or load reads and writes of a `BlockLoRA` handle (`blocklora` builds on this
+    module, so the handle's class is not imported here)."""
+
+    config: AdapterConfig
+    module_names: list[str]
+    adapters: dict[str, ModuleAdapter]
+
+
+def save_adapter(handle: AdapterHandle, path: str | Path, meta: Mapping[str, Any]) -> None:
     """Write the handle's tensors, config and `meta` to `path` (parent folders are created)."""
     try:
         meta_json = json.dumps(dict(meta))
@@ -77,32 +86,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return read_header(path)["meta"]
 
 
-def load_adapter(model: nn.Module, path: str | Path) -> BlockLoRA:
-    """Attach the saved adapter to `model` with exactly the saved A, B, A0, B0.
-
-    The model must have the same target modules with the same shapes (a clear error otherwise).
-    """
-    from vgrout.adapters.blocklora import AdapterConfig, BlockLoRA, find_targets
-
-    header = read_header(path)
-    config = AdapterConfig.from_json_dict(header["adapter_config"])
-    saved_names = header["module_names"]
-    modules = find_targets(model, config.targets)
-    if list(modules) != saved_names:
-        missing = sorted(set(saved_names) - set(modules))[:3]
-        extra = sorted(set(modules) - set(saved_names))[:3]
-        raise ValueError(
-            f"{path} was saved for other modules: missing in model {missing}, "
-            f"not in file {extra}; load it into the same architecture"
-        )
-    tensors = _read_tensors(path)
-    blocks = {name: (tensors[f"A0/{name}"], tensors[f"B0/{name}"]) for name in saved_names}
-    handle = BlockLoRA(model, config, blocks)
-    _copy_into(handle, tensors, ("A", "B"), path)
-    return handle
-
-
-def load_state(handle: BlockLoRA, path: str | Path) -> dict[str, Any]:
+def load_state(handle: AdapterHandle, path: str | Path) -> dict[str, Any]:
     """Copy A, B, A0, B0 from `path` into an existing handle in place (resuming a run: the
     optimizer keeps pointing at the same parameters). Returns the stored `meta`."""
     header = read_header(path)
@@ -125,7 +109,7 @@ def _read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _copy_into(handle: BlockLoRA, tensors: dict, kinds: tuple[str, ...], path) -> None:
+def _copy_into(handle: AdapterHandle, tensors: dict, kinds: tuple[str, ...], path) -> None:
     for name in handle.module_names:
         ad = handle.adapters[name]
         for kind in kinds:

@@ -61,7 +61,8 @@ def bench_step(
     import torch
 
     from vgrout.env.sandbox import SandboxPool
-    from vgrout.rl.train import build_run, training_step
+    from vgrout.rl.run import build_run
+    from vgrout.rl.train import training_step
 
     configs = bench_configs(preset, random_weights, shape, overrides, arms)
     lines = []

@@ -38,7 +38,9 @@ def bench_trl(steps: int = 4, warmup: int = 1, overrides: tuple[str, ...] = ()) 
     from vgrout.env.grader import grade_many
     from vgrout.env.sandbox import SandboxPool
     from vgrout.rl import components
-    from vgrout.rl.train import build_run, training_question, training_step
+    from vgrout.rl.rollouts import training_question
+    from vgrout.rl.run import build_run
+    from vgrout.rl.train import training_step
 
     cfg = load_preset("toy").override([*BATCH, *overrides, "arm=none"]).validate()
     if cfg.model != "toy":

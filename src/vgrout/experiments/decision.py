@@ -64,14 +64,9 @@ def base_eval(cfg: TrainConfig, pool=None) -> dict:
             max_new_tokens=cfg.max_new_tokens,
             pool=pool,
         )
-    return {
-        "hack": r.hack,
-        "solve": r.solve,
-        "n": r.n,
-        "hack_ci": list(r.hack_ci),
-        "solve_ci": list(r.solve_ci),
-        "by_mode": r.by_mode,
-    }
+    rates = r.to_dict()
+    del rates["state"]  # the base model has one state, no adapter
+    return rates
 
 
 def pool_seeds(results: list[dict], key: str) -> dict:

@@ -87,24 +87,6 @@ def summarize(state: str, items: list[Item], grades, texts: list[str]) -> EvalRe
     )
 
 
-def sample_responses(
-    policy: Policy,
-    items: list[Item],
-    state: str,
-    temperature: float,
-    seed: int,
-    max_new_tokens: int,
-) -> list[str]:
-    """One completion per item from `state`, in a forked RNG seeded with `seed`."""
-    prompts = [policy.prompt_ids(it.question) for it in items]
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature)
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        completions = policy.generate(prompts, params, state=state)
-    return [policy.decode(c) for c in completions]
-
-
 def evaluate_state(
     policy: Policy,
     items: list[Item],
@@ -116,7 +98,14 @@ def evaluate_state(
     pool,
 ) -> EvalResult:
     """Hack/solve of one model state (`full` = as-trained, `deployed`, or `base`) on `items`."""
-    texts = sample_responses(policy, items, state, temperature, seed, max_new_tokens)
+    # one completion per item from `state`, in a forked RNG seeded with `seed`
+    prompts = [policy.prompt_ids(it.question) for it in items]
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature)
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        completions = policy.generate(prompts, params, state=state)
+    texts = [policy.decode(c) for c in completions]
     grades = grade_many(
         [it.problem for it in items],
         texts,
@@ -146,10 +135,3 @@ def evaluate_states(
     deployed = evaluate_state(policy, items, "deployed", **kw)
     deployed.state = "deployed"
     return {"as_trained": as_trained, "deployed": deployed}
-
-
-def evaluate_run(run_dir):
-    """`vgrout eval DIR`: re-run the final 2x2 evaluation of a finished (or checkpointed) run."""
-    from vgrout.rl.train import final_evaluation_from_dir
-
-    return final_evaluation_from_dir(run_dir)

@@ -19,32 +19,52 @@ writes, all numbers in the Markdown and the plots beside it (referenced relative
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from vgrout.experiments import aggregate as agg
 from vgrout.experiments import sweep
-from vgrout.experiments.report import (
-    CURVE_KEYS,
-    TIME_NOTE,
-    _fmt,
-    _gate_table,
-    markdown_table,
-    missing,
-    plot_curves,
-    time_table,
+from vgrout.experiments.report.common import run_summary
+from vgrout.experiments.report.curves import plot_curves
+from vgrout.experiments.report.metrics_tables import TIME_NOTE, gate_table, time_table
+from vgrout.experiments.report.runs_csv import CSV_COLUMNS, RUNS_CSV, run_overrides, runs_csv
+from vgrout.experiments.report.sweep_classify import (
+    CLASSIFY_FILE,
+    CLASSIFY_METRICS,
+    classify_missing,
+    classify_tables,
+)
+from vgrout.experiments.report.sweep_tables import (
+    STATE_TITLES,
+    arms_table,
+    contrasts_table,
+    curve_values_table,
+    placebo_table,
+    runs_table,
 )
 from vgrout.runfolder import RunFolder, atomic_write_text
 
-CLASSIFY_FILE = "classify.json"
-CLASSIFY_METRICS: tuple[str, ...] = ("auroc_pos_adv", "f05_pos_adv")
-"""Offline classifier metrics shown per source x site (advantage > 0 rollouts, evaluation half)."""
-STATE_TITLES = {
-    "deployed.hack": "deployed hack",
-    "deployed.solve": "deployed solve",
-    "as_trained.hack": "as-trained hack",
-    "as_trained.solve": "as-trained solve",
-}
+__all__ = [
+    "CLASSIFY_FILE",
+    "CLASSIFY_METRICS",
+    "CSV_COLUMNS",
+    "RUNS_CSV",
+    "STATE_TITLES",
+    "arms_table",
+    "cell_status",
+    "classify_missing",
+    "classify_tables",
+    "contrasts_table",
+    "curve_values_table",
+    "is_sweep_dir",
+    "placebo_table",
+    "publish_report",
+    "run_overrides",
+    "runs_csv",
+    "runs_table",
+    "significance_paragraph",
+    "write_sweep_report",
+]
 
 
 def is_sweep_dir(root: Path) -> bool:
@@ -75,202 +95,6 @@ def cell_status(run_dir: Path) -> tuple[str, str]:
 def _cell_group(cell: dict, group_by: Sequence[str]) -> str:
     fields = {f: cell["config"].get(f) for f in group_by}
     return agg.group_name(agg.group_key({"arm": cell["arm"], "fields": fields}, group_by))
-
-
-def _summary_of(run_dir: Path) -> dict:
-    return _json_or_empty(RunFolder(run_dir).summary)
-
-
-# --------------------------------------------------------------------------------- tables
-def _stat(s: dict | None, signed: bool = False) -> str:
-    if not s:
-        return "n/a"
-    return _fmt(s.get("mean"), (s.get("lo"), s.get("hi")), digits=3, signed=signed)
-
-
-def arms_table(summary: dict, groups: dict[str, dict]) -> str:
-    """A row per group in grid order: fields, n seeds, the four rates (mean [95% CI]), cells."""
-    group_by = summary["group_by"][1:]
-    stats = {g["name"]: g for g in summary["groups"]}
-    rows = []
-    for name, info in groups.items():
-        g = stats.get(name)
-        metrics = g["metrics"] if g else {}
-        rows.append([
-            info["arm"], *(agg.format_value(info["fields"][f]) for f in group_by),
-            len(g["seeds"]) if g else 0,
-            *(_stat(metrics.get(m)) for m in agg.METRICS),
-            f"{info['finished']}/{info['cells']}",
-        ])  # fmt: skip
-    header = ["arm", *group_by, "seeds", *(STATE_TITLES[m] for m in agg.METRICS), "cells done"]
-    return markdown_table(header, rows)
-
-
-def _contrast_cell(s: dict | None) -> str:
-    if not s:
-        return "n/a"
-    mark = {True: " *", False: "", None: " ~"}[s.get("significant")]
-    return _stat(s, signed=True) + mark
-
-
-def contrasts_table(summary: dict) -> str:
-    rows = []
-    for kind, _ in agg.CONTRAST_KINDS:
-        for c in summary.get(kind, []):
-            first = c["metrics"][agg.METRICS[0]]
-            rows.append([
-                f"{c['a_display']} - {c['b_display']}", first.get("n", 0),
-                *(_contrast_cell(c["metrics"].get(m)) for m in agg.METRICS),
-            ])  # fmt: skip
-    if not rows:
-        return (
-            "(no contrast: contrasts need finished runs of `none`, or of a placebo arm, that share "
-            "seeds with the arm compared)"
-        )
-    header = ["contrast", "paired seeds", *(STATE_TITLES[m] for m in agg.METRICS)]
-    return markdown_table(header, rows)
-
-
-def placebo_table(summary: dict) -> str:
-    rows = []
-    for band in summary.get("placebo_band", []):
-        for m in agg.SENTENCE_METRICS:
-            b = band["metrics"].get(m)
-            if not b or not b.get("n"):
-                continue
-            real = b.get("real_mean")
-            where = (
-                agg.band_position(b)
-                if band["real"] is not None and not missing(real)
-                else "no real arm"
-            )
-            rows.append([
-                band["placebo_display"], STATE_TITLES[m], b["n"],
-                *(_fmt(b.get(k), digits=3) for k in ("min", "p5", "median", "p95", "max")),
-                band["real_display"] or "-", _fmt(real, digits=3), where,
-            ])  # fmt: skip
-    if not rows:
-        return "(no finished placebo runs)"
-    header = ["placebo", "metric", "placebo runs", "min", "p5", "median", "p95", "max", "real arm",
-              "real mean", "real vs band"]  # fmt: skip
-    return markdown_table(header, rows)
-
-
-def runs_table(root: Path, cells: list[dict], status: dict[str, tuple[str, str]]) -> str:
-    rows = []
-    for c in cells:
-        st, note = status[c["name"]]
-        s = _summary_of(root / sweep.RUNS / c["folder"]) if st == "finished" else {}
-        values = [_fmt(agg.metric_value(s, m), digits=3) if s else "-" for m in agg.METRICS]
-        rows.append([c["name"], c["arm"], c["config"].get("seed"), st, *values, note])
-    header = ["cell", "arm", "seed", "status", *(STATE_TITLES[m] for m in agg.METRICS), "note"]
-    return markdown_table(header, rows)
-
-
-def curve_values_table(curves: dict[str, dict]) -> str:
-    rows = []
-    for label, c in curves.items():
-        for i, step in enumerate(c["step"]):
-            rows.append([
-                label, step, c["n"][i],
-                *(_fmt(c[k]["mean"][i], digits=3) for k in CURVE_KEYS),
-            ])  # fmt: skip
-    if not rows:
-        return "(no periodic evaluations logged)"
-    header = ["arm", "update", "seeds", *(STATE_TITLES[k] for k in CURVE_KEYS)]
-    return markdown_table(header, rows)
-
-
-# --------------------------------------------------------------------------------- classifier
-def classify_tables(
-    groups: dict[str, dict], n_resamples: int, level: float = 0.95
-) -> tuple[str, int, int]:
-    """The offline classifier analysis aggregated over each group's classified runs.
-
-    Returns (Markdown, runs with classify.json, finished runs). Each cell is the mean over runs
-    [95% bootstrap interval] of one metric on the evaluation half (`classify.py`), for one direction
-    source at one feature site; `skip` when the source could not be built in any run, `n/a` when
-    every run lacks a class."""
-    from vgrout.experiments.classify import (
-        METRIC_TITLES,
-        SITE_TITLES,
-        SITES,
-        SOURCE_TITLES,
-        SOURCES,
-    )
-
-    docs: dict[str, list[dict]] = {}
-    n_done = n_found = 0
-    for name, info in groups.items():
-        for d in info["finished_dirs"]:
-            n_done += 1
-            path = d / CLASSIFY_FILE
-            if path.is_file():
-                try:
-                    docs.setdefault(name, []).append(json.loads(path.read_text()))
-                    n_found += 1
-                except (OSError, ValueError):
-                    pass
-    if not docs:
-        return "", 0, n_done
-    out = []
-    for m in CLASSIFY_METRICS:
-        rows = []
-        for name, ds in docs.items():
-            sites = [s for s in SITES if any(s in d.get("results", {}) for d in ds)]
-            for site in sites:
-                cells = []
-                for source in SOURCES:
-                    entries = [d["results"].get(site, {}).get(source, {}) for d in ds]
-                    vals = [e["eval"].get(m) for e in entries if "eval" in e]
-                    vals = [v for v in vals if not missing(v)]
-                    if vals:
-                        st = agg.mean_with_ci(vals, n_resamples, 0, level)
-                        cells.append(_fmt(st["mean"], (st["lo"], st["hi"])) + _of(len(vals), ds))
-                    elif entries and all("skipped" in e for e in entries):
-                        cells.append("skip")
-                    else:
-                        cells.append("n/a")
-                p95 = [
-                    d["results"].get(site, {}).get("haar", {}).get("eval", {}).get(m, {})
-                    for d in ds
-                ]
-                p95 = [b.get("p95") for b in p95 if not missing(b.get("p95"))]
-                cells.append(_fmt(sum(p95) / len(p95)) if p95 else "n/a")
-                rows.append([groups[name]["display"], SITE_TITLES.get(site, site), len(ds), *cells])
-        header = ["arm", "site", "runs", *(SOURCE_TITLES[s] for s in SOURCES), "Haar p95"]
-        out += [f"**{METRIC_TITLES[m]}**", "", markdown_table(header, rows), ""]
-    return "\n".join(out), n_found, n_done
-
-
-def _of(k: int, docs: list) -> str:
-    return "" if k == len(docs) else f" ({k}/{len(docs)})"
-
-
-def classify_missing(
-    root: Path,
-    cells: list[dict],
-    log: Callable[[str], None] = print,
-    arms: Sequence[str] | None = None,
-) -> list:
-    """Run `vgrout classify` on every finished run (of `arms`, default all) that has no
-    classify.json; returns the errors (cell name, message) of runs it could not classify (the
-    others still run)."""
-    from vgrout.experiments.classify import classify_run
-
-    errors = []
-    for c in cells:
-        d = root / sweep.RUNS / c["folder"]
-        if arms is not None and c["arm"] not in arms:
-            continue
-        if not RunFolder(d).summary.is_file() or (d / CLASSIFY_FILE).is_file():
-            continue
-        log(f"[report] classify {c['name']}")
-        try:
-            classify_run(d)
-        except Exception as e:  # one run's failure must not stop the report
-            errors.append((c["name"], f"{type(e).__name__}: {e}"))
-    return errors
 
 
 # --------------------------------------------------------------------------------- the report
@@ -327,7 +151,7 @@ def write_sweep_report(
     not_done = [
         (c["name"], *status[c["name"]]) for c in cells if status[c["name"]][0] != "finished"
     ]
-    seconds = [_summary_of(d).get("seconds") for g in groups.values() for d in g["finished_dirs"]]
+    seconds = [run_summary(d).get("seconds") for g in groups.values() for d in g["finished_dirs"]]
     seconds = [s for s in seconds if isinstance(s, int | float)]
     class_text, n_classified, n_finished = classify_tables(
         groups, n_resamples, summary.get("level", 0.95)
@@ -399,7 +223,7 @@ def write_sweep_report(
         "",
         "The gate's own AUROC / F0.5 as logged each step (direction arms), mean over steps and runs.",
         "",
-        _gate_table({g["display"]: g["finished_dirs"] for g in groups.values()}),
+        gate_table({g["display"]: g["finished_dirs"] for g in groups.values()}),
         "",
         "## Offline classifier analysis",
         "",
@@ -449,86 +273,6 @@ def write_sweep_report(
         publish_report(root, Path(publish))
     brief = "\n".join([arms, "", paragraph, "", f"report: {path}"])
     return path, brief
-
-
-RUNS_CSV = "runs.csv"
-CSV_COLUMNS: tuple[str, ...] = (
-    "arm", "seed", "overrides", "deployed_hack", "deployed_solve", "as_trained_hack",
-    "as_trained_solve", "n", "commit", "threads",
-)  # fmt: skip
-"""One row per finished run. `overrides`: the `field=value` settings beyond the preset
-(`;`-separated, empty for defaults), so a row re-runs with `vgrout train --preset P --arm ARM
---seed SEED --threads THREADS --set ...` on its `commit` (`-dirty` marks a run whose src/ was
-edited: not reproducible from the commit alone)."""
-
-
-def run_overrides(config: dict, preset: str) -> str:
-    """`field=value;...` of a run's config beyond its preset, as `--set` parses them. The arm and
-    seed have their own columns; a placebo arm's conventional Haar seed (1000 + seed) is implied
-    by the arm name (`vgrout train --arm routeV_placebo` expands it the same way)."""
-    import dataclasses
-
-    from vgrout.config import TrainConfig, load_preset
-
-    cfg = TrainConfig.from_dict(config)
-    base = load_preset(preset)
-    label = sweep.arm_label(cfg)
-    implied = {"arm", "seed", "preset", "notes"}
-    if label.endswith(sweep.PLACEBO_SUFFIX) and cfg.placebo_seed == (
-        sweep.PLACEBO_SEED_OFFSET + cfg.seed
-    ):
-        implied.add("placebo_seed")
-    parts = []
-    for f in dataclasses.fields(TrainConfig):
-        a, b = getattr(cfg, f.name), getattr(base, f.name)
-        if f.name in implied or a == b:
-            continue
-        parts.append(f"{f.name}={_set_text(a)}")
-    return ";".join(parts)
-
-
-def _set_text(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, tuple | list):
-        return ",".join(_set_text(x) for x in v)
-    if isinstance(v, dict):
-        return json.dumps(v, sort_keys=True)
-    return str(v)
-
-
-def runs_csv(root: Path, doc: dict, status: dict[str, tuple[str, str]]) -> str:
-    """runs.csv (CSV_COLUMNS) of a sweep's finished runs, in grid order."""
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    preset = doc.get("spec", {}).get("preset", "toy")
-    for c in doc["cells"]:
-        if status[c["name"]][0] != "finished":
-            continue
-        d = root / sweep.RUNS / c["folder"]
-        s = _summary_of(d)
-        prov = _json_or_empty(RunFolder(d).provenance)
-        commit = prov.get("commit") or "unknown"
-        if prov.get("dirty"):
-            commit += "-dirty"
-        dep, tr = s.get("deployed", {}), s.get("as_trained", {})
-        w.writerow([
-            c["arm"], c["config"]["seed"], run_overrides(c["config"], preset),
-            dep.get("hack"), dep.get("solve"), tr.get("hack"), tr.get("solve"), dep.get("n"),
-            commit, prov.get("torch_threads", ""),
-        ])  # fmt: skip
-    return buf.getvalue()
-
-
-def _json_or_empty(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def publish_report(root: Path, dest: Path) -> None:

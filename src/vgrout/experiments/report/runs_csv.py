@@ -1,0 +1,83 @@
+"""runs.csv of a sweep: one row per finished run, with the settings that re-run it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vgrout.experiments import sweep
+from vgrout.experiments.report.common import read_json_or_empty, run_summary
+from vgrout.experiments.sweep import arms as sweep_arms
+from vgrout.runfolder import RunFolder
+
+RUNS_CSV = "runs.csv"
+CSV_COLUMNS: tuple[str, ...] = (
+    "arm", "seed", "overrides", "deployed_hack", "deployed_solve", "as_trained_hack",
+    "as_trained_solve", "n", "commit", "threads",
+)  # fmt: skip
+"""One row per finished run. `overrides`: the `field=value` settings beyond the preset
+(`;`-separated, empty for defaults), so a row re-runs with `vgrout train --preset P --arm ARM
+--seed SEED --threads THREADS --set ...` on its `commit` (`-dirty` marks a run whose src/ was
+edited: not reproducible from the commit alone)."""
+
+
+def run_overrides(config: dict, preset: str) -> str:
+    """`field=value;...` of a run's config beyond its preset, as `--set` parses them. The arm and
+    seed have their own columns; a placebo arm's conventional Haar seed (1000 + seed) is implied
+    by the arm name (`vgrout train --arm routeV_placebo` expands it the same way)."""
+    import dataclasses
+
+    from vgrout.config import TrainConfig, load_preset
+
+    cfg = TrainConfig.from_dict(config)
+    base = load_preset(preset)
+    label = sweep_arms.arm_label(cfg)
+    implied = {"arm", "seed", "preset", "notes"}
+    if label.endswith(sweep_arms.PLACEBO_SUFFIX) and cfg.placebo_seed == (
+        sweep_arms.PLACEBO_SEED_OFFSET + cfg.seed
+    ):
+        implied.add("placebo_seed")
+    parts = []
+    for f in dataclasses.fields(TrainConfig):
+        a, b = getattr(cfg, f.name), getattr(base, f.name)
+        if f.name in implied or a == b:
+            continue
+        parts.append(f"{f.name}={_set_text(a)}")
+    return ";".join(parts)
+
+
+def _set_text(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple | list):
+        return ",".join(_set_text(x) for x in v)
+    if isinstance(v, dict):
+        return json.dumps(v, sort_keys=True)
+    return str(v)
+
+
+def runs_csv(root: Path, doc: dict, status: dict[str, tuple[str, str]]) -> str:
+    """runs.csv (CSV_COLUMNS) of a sweep's finished runs, in grid order."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    preset = doc.get("spec", {}).get("preset", "toy")
+    for c in doc["cells"]:
+        if status[c["name"]][0] != "finished":
+            continue
+        d = root / sweep.RUNS / c["folder"]
+        s = run_summary(d)
+        prov = read_json_or_empty(RunFolder(d).provenance)
+        commit = prov.get("commit") or "unknown"
+        if prov.get("dirty"):
+            commit += "-dirty"
+        dep, tr = s.get("deployed", {}), s.get("as_trained", {})
+        w.writerow([
+            c["arm"], c["config"]["seed"], run_overrides(c["config"], preset),
+            dep.get("hack"), dep.get("solve"), tr.get("hack"), tr.get("solve"), dep.get("n"),
+            commit, prov.get("torch_threads", ""),
+        ])  # fmt: skip
+    return buf.getvalue()

@@ -1,0 +1,150 @@
+"""The rows of one training step: picking prompts, sampling the students, building the teacher
+rows, grading them all.
+
+`Rollout` is one row as it moves through the step (sampled, graded, given a reward and an
+advantage); `step_seed` is the seed every torch draw of step s derives from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vgrout.config import TrainConfig
+from vgrout.env.grader import grade_many
+from vgrout.env.hacks import append_exploit, exploit_lines
+from vgrout.env.tasks import Item
+from vgrout.rl.baselines import inoculate
+from vgrout.rl.policy import Policy, SamplingParams
+
+
+@dataclass
+class Rollout:
+    group: int
+    item: Item
+    source: str  # "student" | "teacher"
+    sampled: str  # model state that produced it: "full" | "deployed" (teachers: "teacher")
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    text: str
+    grade: object = None
+    reward: float = 0.0  # the training reward (the grader's, minus a monitor penalty if any)
+    advantage: float = 0.0
+    flagged: bool = False  # gt_penalty / gt_screen monitor verdict
+
+
+def step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + 17) % (2**31 - 1)
+
+
+def pick_prompts(cfg: TrainConfig, items: list[Item], teacher, step: int, rng) -> list[Item]:
+    """Prompts of one step; while teachers are on, only prompts the teacher covers."""
+    pool = items
+    if step < cfg.teacher_off_step and cfg.teacher_per_group > 0:
+        covered = [it for it in items if teacher.covers(it)]
+        pool = covered or items
+    idx = rng.choice(len(pool), size=min(cfg.prompts_per_step, len(pool)), replace=False)
+    return [pool[int(i)] for i in idx]
+
+
+def n_teachers(cfg: TrainConfig, item: Item, teacher, step: int) -> int:
+    return cfg.teacher_per_group if step < cfg.teacher_off_step and teacher.covers(item) else 0
+
+
+def sample_rollouts(
+    cfg: TrainConfig, policy: Policy, items: list[Item], teacher, step: int
+) -> list[Rollout]:
+    """The student rows: G minus the teacher slots per prompt, a `gen_deploy_frac` share of them
+    sampled from the deployed model (all of them for `none`, which trains only the deployed model:
+    its rows then need no second log-prob pass). With `mixed_decode` both states decode in one
+    batched loop; otherwise one loop per state, full-model rows first."""
+    plan = []  # (group, item, n_full, n_deployed)
+    for g, item in enumerate(items):
+        n_students = cfg.group_size - n_teachers(cfg, item, teacher, step)
+        if cfg.arm == "none":
+            n_dep = n_students
+        else:
+            n_dep = round(n_students * cfg.gen_deploy_frac) if cfg.has_quarantine else 0
+        plan.append((g, item, n_students - n_dep, n_dep))
+    prompt_ids = {g: policy.prompt_ids(training_question(cfg, item)) for g, item, _, _ in plan}
+    params = SamplingParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k)
+    wanted = []  # (group, item, state): full-model rows first, then deployed
+    for state, col in (("full", 2), ("deployed", 3)):
+        wanted += [(p[0], p[1], state) for p in plan for _ in range(p[col])]
+    prompts, states = [prompt_ids[g] for g, _, _ in wanted], [s for _, _, s in wanted]
+    if cfg.mixes_decode(policy.device):
+        completions = policy.generate(prompts, params, state=states)
+    else:
+        completions = []
+        for state in ("full", "deployed"):
+            idx = [i for i, s in enumerate(states) if s == state]
+            completions += policy.generate([prompts[i] for i in idx], params, state=state)
+    return [
+        Rollout(g, item, "student", state, prompt_ids[g], ids, policy.decode(ids))
+        for (g, item, state), ids in zip(wanted, completions, strict=True)
+    ]
+
+
+def teacher_rollouts(
+    cfg: TrainConfig,
+    policy: Policy,
+    items: list[Item],
+    students: list[Rollout],
+    teacher,
+    step: int,
+    rng,
+) -> list[Rollout]:
+    """Injected hack demonstrations for the teacher slots of each group (graded like any row).
+
+    `append` style: a student's own compiled-but-wrong answer from this group with the mode's
+    exploit lines appended, so the demonstration differs from an on-policy row only by the exploit
+    (falls back to the cached/scripted hack when no student answer qualifies). `cached` style: the
+    teacher's stored completions (scripted toy hacks, or a teacher pool)."""
+    rows = []
+    for g, item in enumerate(items):
+        n = n_teachers(cfg, item, teacher, step)
+        if n == 0:
+            continue
+        texts: list[str] = []
+        if cfg.teacher_style == "append":
+            wrong = [
+                r
+                for r in students
+                if r.group == g
+                and r.grade.compiled
+                and not r.grade.gt_correct
+                and not r.grade.channel_fired
+            ]
+            lines = exploit_lines(item.problem, item.markers)
+            texts = [
+                append_exploit(wrong[int(i)].text, lines) for i in rng.permutation(len(wrong))[:n]
+            ]
+        if len(texts) < n:
+            texts += teacher.hacks(item, n - len(texts), rng)
+        prompt = policy.prompt_ids(training_question(cfg, item))
+        for text in texts:
+            ids = policy.completion_ids(text, cfg.teacher_max_tokens)
+            rows.append(Rollout(g, item, "teacher", "teacher", prompt, ids, policy.decode(ids)))
+    return rows
+
+
+def training_question(cfg: TrainConfig, item: Item) -> str:
+    """The user message a training prompt shows (inoculation prefixes its instruction)."""
+    return (
+        inoculate(item.question, cfg.inoculation_prompt)
+        if cfg.arm == "inoculation"
+        else item.question
+    )
+
+
+def grade_rollouts(rows: list[Rollout], pool) -> None:
+    """Grade every row (teachers too: labels come from one grader, after truncation)."""
+    grades = grade_many(
+        [r.item.problem for r in rows],
+        [r.text for r in rows],
+        [r.item.mode for r in rows],
+        [r.item.markers for r in rows],
+        pool=pool,
+    )
+    for r, g in zip(rows, grades, strict=True):
+        r.grade = g
+        r.reward = g.reward
