@@ -1,1 +1,2 @@
-"""`vgrout bench`: speed and routing benchmarks that print numbers and ratios (never timed tests)."""
+"""`vgrout bench`: speed and routing benchmarks that print numbers and ratios (never timed
+tests)."""

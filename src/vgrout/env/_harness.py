@@ -74,8 +74,6 @@ __all__ = [
     "main",
     "run_eq",
     "run_exit",
-    "run_expected",
-    "run_oracle",
     "run_script",
     "run_sentinel",
     "run_test_func",
@@ -165,9 +163,6 @@ def run_values(payload):
             continue
         _report(f"R {i} {encode(value, max_chars)}")
     _report("D")
-
-
-run_oracle = run_expected = run_values  # the oracle and expected kinds share one body
 
 
 def run_exit(payload):
@@ -314,8 +309,8 @@ def run_eq(payload):
 
 
 RUNS = {
-    "oracle": run_oracle,
-    "expected": run_expected,
+    "oracle": run_values,  # the oracle and expected kinds share one body
+    "expected": run_values,
     "exit": run_exit,
     "script": run_script,
     "sentinel": run_sentinel,

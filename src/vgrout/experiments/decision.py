@@ -2,12 +2,14 @@
 
 Arms (same config otherwise): routeV with the real direction, routeV with a Haar-random placebo
 direction (same machinery, no information), none (structure-matched vanilla: only the deployed
-block trains), plain (capacity-matched vanilla: rank-2r, no masks), absorb (no gate), and oracle (true labels: the upper bound). Each arm x seed is an ordinary run folder OUT/<arm>_s<seed>;
-a re-run skips finished runs and resumes killed ones. OUT/summary.json follows the contract:
-{"arms": {ARM: {"deployed": {"hack", "solve", "n"}, "as_trained": {...}}}, "base": {...}, "seconds"}.
+block trains), plain (capacity-matched vanilla: rank-2r, no masks), absorb (no gate), and oracle
+(true labels: the upper bound). Each arm x seed is an ordinary run folder OUT/<arm>_s<seed>; a
+re-run skips finished runs and resumes killed ones. OUT/summary.json follows the contract:
+{"arms": {ARM: {"deployed": {"hack", "solve", "n"}, "as_trained": {...}}}, "base": {...},
+"seconds"}.
 
-It is a fixed grid of the sweep machinery (`vgrout.experiments.sweep`): arm names, the placebo seed convention
-(`<arm>_placebo` = Haar seed 1000 + training seed) and each cell's config come from
+It is a fixed grid of the sweep machinery (`vgrout.experiments.sweep`): arm names, the placebo
+seed convention (`<arm>_placebo` = Haar seed 1000 + training seed) and each cell's config come from
 `sweep.cell_config`, and cells run through `sweep.run_local` / `sweep.execute_cell` (train, resume
 or reuse; a failure is written to the cell's failed.json and the other cells still finish).
 """
