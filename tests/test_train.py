@@ -291,3 +291,10 @@ def test_mixed_decode_decides_one_loop_or_one_per_state(mixed, device, one_loop)
         assert policy.calls == ["full", "deployed"]
     with pytest.raises(ValueError, match="mixed_decode"):
         TrainConfig(mixed_decode="sometimes").validate()
+
+
+def test_mixed_decode_is_on_by_default_on_every_device():
+    # the default changed on 2026-12-01 (README, Evidence): one decode loop on CPU too
+    for device in ("cpu", "cuda:0"):
+        assert TrainConfig().mixes_decode(device)
+        assert load_preset("toy").mixes_decode(device)

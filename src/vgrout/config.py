@@ -142,15 +142,15 @@ class TrainConfig:
     the policy that sampled it. Ignored by arms without a quarantine to delete (`none`, whose
     students are all sampled from the deployed model it trains; `plain` and the baselines, whose
     deployed model is the full one)."""
-    mixed_decode: str = "auto"
+    mixed_decode: str = "on"
     """`on`: the step's full-model and deployed-model student rows decode in one batched loop
     (the deployed block merged into the weights, the quarantine added per row), so
-    `gen_deploy_frac > 0` costs no second decode loop. `off`: one loop per model state, as
-    before the engine had mixed rows. `auto`: on with CUDA, off on CPU. The sampled distribution
-    is the same either way, the individual samples are not (the random draws interleave
-    differently), so `off` keeps a seeded CPU toy run on the exact samples its published numbers
-    (docs/evidence) were made with. Measured on the toy (2-core CPU, loaded): routeV/none step
-    1.79x off, 1.35x on."""
+    `gen_deploy_frac > 0` costs no second decode loop. `off`: one loop per model state. `auto`:
+    on with CUDA, off on CPU (the default until 2026-12-01; kept so that runs made with it resume
+    and re-run as they began). The sampled distribution is the same either way, the individual
+    samples are not (the random draws interleave differently): docs/evidence rows made before
+    the switch (commits 9451c27, d9f7e53, bdcf4e0) re-run with `mixed_decode=auto`. Measured on
+    the toy (2-core CPU, idle): routeV/none step 1.50x off, 1.26x on."""
     micro_batch: int = 64
     """Rows per forward/backward chunk (memory knob; the gradient does not depend on it). 0 = auto:
     sized per batch from free accelerator memory (CUDA) or available RAM (CPU), the row length
