@@ -529,18 +529,19 @@ def test_leetcode_train_keeps_medhard_passing_and_counts_drops(tmp_path):
 # -- the shipped program and the benchmark --------------------------------------------------------
 
 
-def test_harness_program_falls_back_to_source_on_another_interpreter(pool):
-    import sys
+def test_harness_program_grades_the_same_compiled_once_or_per_job(pool):
+    from dataclasses import replace
 
     p = _problem()
-    (job,) = grader.grading_jobs([p], [fenced(p.canonical_solution)], "gt_only")
-    other = job.program.replace(f"sys.hexversion == {sys.hexversion}", "sys.hexversion == 0")
-    assert other != job.program
-    from vgrout.env.sandbox import Job
-
-    result = pool.map([Job(other, job.stdin, job.limits)])[0]
+    answers = [fenced(p.canonical_solution), fenced("class Solution:\n    pass\n")]
+    jobs = grader.grading_jobs([p, p], answers, "gt_only")
+    assert all(job.shared_program for job in jobs)
     suite = grader.prepare_suites([p])[0]
-    assert grader._oracle_verdict(suite, result)[0]
+    shared = pool.map(jobs)
+    per_job = pool.map([replace(job, shared_program=False) for job in jobs])
+    verdicts = [[grader._oracle_verdict(suite, r)[0] for r in rs] for rs in (shared, per_job)]
+    assert verdicts[0] == verdicts[1] == [True, False]
+    assert [r.report for r in shared] == [r.report for r in per_job]
 
 
 def test_bench_grader_reports_the_ratio_last():

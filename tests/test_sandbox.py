@@ -88,6 +88,42 @@ def test_syntax_error_is_an_exit_code_not_a_sandbox_error(pool):
     assert r.exit_code == 1 and b"SyntaxError" in r.stderr
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_programs_compile_like_python_c(pool, shared):
+    # no __future__ flag of the sandbox's own modules leaks in: annotations are evaluated, as
+    # under `python -c` (PEP 563 would defer them and hide the NameError)
+    program = "def f(x: NoSuchName):\n    pass\nprint('ran')\n"
+    r = one(pool, program, shared_program=shared)
+    assert r.exit_code == 1 and r.stdout == b""
+    assert r.stderr.endswith(b"NameError: name 'NoSuchName' is not defined\n")
+    r = one(pool, "def broken(:\n", shared_program=shared)
+    assert r.exit_code == 1 and b"SyntaxError" in r.stderr and b"_sandbox" not in r.stderr
+
+
+def test_shared_program_runs_the_same_and_fresh_each_job(pool):
+    # compiled once per worker, but each job still starts from a fresh interpreter state
+    program = (
+        "import sys\nx = globals().setdefault('n', 0) + 1\nn = x\nprint(sys.stdin.read(), x)\n"
+    )
+    jobs = [Job(program, f"job{i}".encode(), FAST, shared_program=i % 2 == 0) for i in range(6)]
+    assert [r.stdout for r in pool.map(jobs)] == [f"job{i} 1\n".encode() for i in range(6)]
+
+
+def test_worker_keeps_compiled_shared_programs_only(monkeypatch):
+    monkeypatch.setattr(_zygote, "SHARED_PROGRAMS", 2)
+    z = _zygote.Zygote({})  # the constructor only reads its config; no namespaces are made
+    shared = {"program": "x = 1\n", "shared_program": True}
+    code = z.shared_code_for(shared)
+    assert code is not None and z.shared_code_for(dict(shared)) is code  # compiled once
+    assert z.shared_code_for({"program": "x = 1\n", "shared_program": False}) is None
+    assert z.shared_code_for({"program": "def broken(:\n", "shared_program": True}) is None
+    for i in range(3):
+        z.shared_code_for({"program": f"y = {i}\n", "shared_program": True})
+    assert list(z.shared_code) == ["y = 1\n", "y = 2\n"]  # bounded: the oldest go first
+    huge = {"program": "#" * (_zygote.SHARED_PROGRAM_CHARS + 1), "shared_program": True}
+    assert z.shared_code_for(huge) is None
+
+
 def test_stdin_is_delivered_then_eof(pool):
     payload = bytes(range(256)) * 20_000  # 5 MB: more than a pipe buffer
     r = one(

@@ -106,13 +106,13 @@ def _program_main(z: ZygoteSettings, job: dict, cwd: str, fds: dict) -> None:
             linux.drop_all_capabilities()
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
         main_dict = _fresh_interpreter_state(z, cwd)
-        code = job["program"]
+        source, code = job["program"], job.get("code")
         del job, fds
         os.write(4, b"R")
         os.close(4)
     except BaseException:
         _fail(ready)
-    _run_as_main(code, main_dict)
+    _run_as_main(source, main_dict, code)
 
 
 def _set_limits(limits: dict, nproc_base: int) -> None:
@@ -178,11 +178,15 @@ def child_env(cwd: str) -> dict[str, str]:
     }
 
 
-def _run_as_main(source: str, namespace: dict) -> None:
-    """Execute like `python -c source`, including exit-status and shutdown semantics."""
+def _run_as_main(source: str, namespace: dict, code=None) -> None:
+    """Execute like `python -c source`, including exit-status and shutdown semantics. `code`:
+    the source already compiled (a shared program, compiled once by the worker)."""
     status = 0
     try:
-        exec(compile(source, "<string>", "exec"), namespace)
+        if code is None:
+            # dont_inherit: this module's __future__ imports must not change the program's meaning
+            code = compile(source, "<string>", "exec", dont_inherit=True)
+        exec(code, namespace)
     except SystemExit as exc:
         status = _exit_status(exc)
     except BaseException as exc:

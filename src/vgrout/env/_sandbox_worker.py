@@ -124,6 +124,7 @@ class Worker:
             "stdin": bytes(job.stdin),
             "limits": asdict(job.limits),
             "collect_files": job.collect_files,
+            "shared_program": job.shared_program,
         }
         try:
             _zygote.write_msg(self.proc.stdin.fileno(), message)

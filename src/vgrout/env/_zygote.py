@@ -70,6 +70,8 @@ PRELOAD = (  # noqa: SIM905 (a word list reads better than 60 quoted strings)
     "types typing unicodedata uuid warnings weakref zlib"
 ).split()
 
+SHARED_PROGRAMS = 16  # compiled shared programs a worker keeps (the harness is one)
+SHARED_PROGRAM_CHARS = 1 << 20
 JOB_DIR = "/tmp/job"  # the program's cwd at the namespace levels (a fresh tmpfs per job)
 UID_BASE = 2_000_000_000  # sandbox uid = UID_BASE + zygote pid: unique among live zygotes
 _HEADER = struct.Struct("!Q")
@@ -133,6 +135,7 @@ class Zygote:
         self.covered: list[str] = []
         self.sys_path = [p for p in sys.path if not any(within(p, ex) for ex in self.exclude)]
         self.nproc_base = 0
+        self.shared_code: dict[str, object] = {}  # program text -> code object, oldest first
 
     # -- setup
 
@@ -221,8 +224,27 @@ class Zygote:
 
     # -- one job
 
+    def shared_code_for(self, job: dict):
+        """The compiled code of a shared program (compiled once per worker), else None: the
+        job's process then compiles the program itself (and reports a SyntaxError as python -c
+        would). Compiling runs none of the program, so it is safe here."""
+        program = job["program"]
+        if not job.get("shared_program") or len(program) > SHARED_PROGRAM_CHARS:
+            return None
+        code = self.shared_code.get(program)
+        if code is None:
+            try:
+                code = compile(program, "<string>", "exec", dont_inherit=True)
+            except (SyntaxError, ValueError):
+                return None
+            if len(self.shared_code) >= SHARED_PROGRAMS:
+                del self.shared_code[next(iter(self.shared_code))]
+            self.shared_code[program] = code
+        return code
+
     def run(self, job: dict) -> dict:
         limits = job["limits"]
+        job["code"] = self.shared_code_for(job)
         namespaced = self.level != "basic"
         if namespaced:
             size = max(64, 4 * limits["fsize_mb"])

@@ -41,7 +41,10 @@ class PreparedResponse:
 
 def _job(kind: str, ctx: PreparedResponse, collect_files: bool = False, **extra: Any) -> Job:
     payload = {"kind": kind, "setup": ctx.problem.setup_code, "code": ctx.code, **extra}
-    return Job(HARNESS_PROGRAM, json.dumps(payload).encode(), ctx.limits, collect_files)
+    return Job(
+        HARNESS_PROGRAM, json.dumps(payload).encode(), ctx.limits, collect_files,
+        shared_program=True,
+    )  # fmt: skip
 
 
 def oracle_job(ctx: PreparedResponse) -> Job:

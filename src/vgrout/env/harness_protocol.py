@@ -10,11 +10,7 @@ here never raise and fail closed.
 from __future__ import annotations
 
 import atexit
-import base64
-import marshal
 import os
-import sys
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,24 +37,15 @@ EXPECTED_LIMITS = Limits(timeout_s=60.0, cpu_s=60, output_bytes=REPORT_BYTES)
 HARNESS_MODULES: tuple[ModuleType, ...] = (_value_codec, _harness)
 
 
-def _shipped_name(module: ModuleType) -> str:
-    return "vgrout/env/" + Path(module.__file__).name
-
-
 def harness_program(modules: Sequence[ModuleType] = HARNESS_MODULES) -> str:
-    """The sandbox program: the modules' sources, precompiled here and shipped as marshalled
-    bytecode (compiling ~600 lines in every job cost ~3 ms of a ~15 ms job). The sandbox runs this
-    same interpreter; if the version differs anyway, the program compiles the embedded sources."""
-    parts = [(_shipped_name(m), Path(m.__file__).read_text(encoding="utf-8")) for m in modules]
-    lines = ["import base64, marshal, sys, zlib", f"if sys.hexversion == {sys.hexversion}:"]
-    for filename, source in parts:
-        code = compile(source, filename, "exec", dont_inherit=True)
-        blob = base64.b85encode(zlib.compress(marshal.dumps(code))).decode("ascii")
-        lines.append(f"    exec(marshal.loads(zlib.decompress(base64.b85decode({blob!r}))))")
-    lines.append("else:")
-    for filename, source in parts:
-        lines.append(f"    exec(compile({source!r}, {filename!r}, 'exec'))")
-    return "\n".join(lines) + "\n"
+    """The sandbox program: the modules' sources, one after the other. Jobs mark it a shared
+    program, so each sandbox worker compiles it once and every job only executes the compiled
+    module bodies (~0.1 ms); compiling ~600 lines per job had cost ~6 ms of a ~15 ms job."""
+    parts = []
+    for module in modules:
+        name = "vgrout/env/" + Path(module.__file__).name
+        parts.append(f"# ---- {name}\n" + Path(module.__file__).read_text(encoding="utf-8"))
+    return "\n".join(parts)
 
 
 HARNESS_PROGRAM = harness_program()

@@ -44,6 +44,10 @@ class Job:
     stdin: bytes = b""
     limits: Limits = Limits()
     collect_files: bool = False  # return the regular top-level files of the cwd after the run
+    # The same program for many jobs, holding no secrets (the grading harness; the model's code
+    # travels on stdin): the worker compiles it once and keeps the code object. Leave False for
+    # untrusted programs: a kept program stays readable to later jobs in the worker's memory.
+    shared_program: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.program, str):

@@ -157,7 +157,7 @@ _SUITES: dict[str, Suite] = {}
 
 def _expected_job(problem: Problem, sources: list[str]) -> Job:
     payload = {"kind": "expected", "setup": problem.setup_code, "calls": sources}
-    return Job(HARNESS_PROGRAM, json.dumps(payload).encode(), EXPECTED_LIMITS)
+    return Job(HARNESS_PROGRAM, json.dumps(payload).encode(), EXPECTED_LIMITS, shared_program=True)
 
 
 def _parse_problem(problem: Problem) -> tuple[list[ParsedTest], dict[int, Any], list[int]]:
