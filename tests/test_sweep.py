@@ -359,3 +359,19 @@ def test_a_run_from_before_provenance_is_not_reused(tmp_path):
     folder.provenance.unlink()
     with pytest.raises(ValueError, match="older vgrout"):
         cell_state(folder.root, cfg.to_dict())
+
+
+def test_shipped_specs_expand_and_the_evidence_pins_its_decode_mode():
+    # sweeps/*.toml are what `make evidence` / `make main-arms` run: they must parse, and the
+    # evidence must keep the decode mode its published runs were made with
+    sweeps = Path(__file__).resolve().parents[1] / "sweeps"
+    evidence = expand(spec_from_cli(spec_file=sweeps / "evidence.toml"))
+    main = expand(spec_from_cli(spec_file=sweeps / "main-arms.toml"))
+    assert len(evidence) == 65 and len(main) == 30
+    assert {c.config.mixed_decode for c in evidence} == {"auto"}
+    assert {c.config.mixed_decode for c in main} == {load_preset("toy").mixed_decode} == {"on"}
+    # the main arms are the evidence's first grid, cell for cell, but for the decode mode
+    first = {c.name: c.config.to_dict() for c in evidence[:30]}
+    for c in main:
+        cfg = c.config.to_dict()
+        assert {k for k in cfg if cfg[k] != first[c.name][k]} == {"mixed_decode"}
