@@ -368,6 +368,8 @@ def test_shipped_specs_expand_and_the_evidence_pins_its_decode_mode():
     evidence = expand(spec_from_cli(spec_file=sweeps / "evidence.toml"))
     main = expand(spec_from_cli(spec_file=sweeps / "main-arms.toml"))
     assert len(evidence) == 65 and len(main) == 30
+    for spec in sweeps.glob("*.toml"):  # every shipped spec expands (validated configs)
+        assert expand(spec_from_cli(spec_file=spec)), spec
     assert {c.config.mixed_decode for c in evidence} == {"auto"}
     assert {c.config.mixed_decode for c in main} == {load_preset("toy").mixed_decode} == {"on"}
     # the main arms are the evidence's first grid, cell for cell, but for the decode mode
