@@ -10,14 +10,13 @@ oracle's job (`oracle_job`) is built here too, from the same prepared response.
 from __future__ import annotations
 
 import ast
-import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from vgrout.env import response_analysis as analysis
-from vgrout.env.harness_protocol import HARNESS_PROGRAM, nonce_lines
+from vgrout.env.harness_protocol import harness_job, nonce_lines
 from vgrout.env.modes import FILE_PASS_WORDS, Markers
 from vgrout.env.problems import Problem
 from vgrout.env.sandbox import Job, Limits, Result
@@ -41,10 +40,7 @@ class PreparedResponse:
 
 def _job(kind: str, ctx: PreparedResponse, collect_files: bool = False, **extra: Any) -> Job:
     payload = {"kind": kind, "setup": ctx.problem.setup_code, "code": ctx.code, **extra}
-    return Job(
-        HARNESS_PROGRAM, json.dumps(payload).encode(), ctx.limits, collect_files,
-        shared_program=True,
-    )  # fmt: skip
+    return harness_job(payload, ctx.limits, collect_files)
 
 
 def oracle_job(ctx: PreparedResponse) -> Job:

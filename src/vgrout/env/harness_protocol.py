@@ -10,6 +10,7 @@ here never raise and fail closed.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,14 @@ def default_pool() -> SandboxPool:
         pool = _DEFAULT_POOL[os.getpid()] = SandboxPool()
         atexit.register(pool.close)
     return pool
+
+
+def harness_job(payload: dict, limits: Limits, collect_files: bool = False) -> Job:
+    """A job of the harness program: `payload` (JSON) on its stdin. The program is the same for
+    every job and holds no secrets, so the sandbox worker compiles it once (a shared program)."""
+    return Job(
+        HARNESS_PROGRAM, json.dumps(payload).encode(), limits, collect_files, shared_program=True
+    )
 
 
 def run_jobs(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +19,8 @@ from typing import Any
 from vgrout.env import _value_codec
 from vgrout.env.harness_protocol import (
     EXPECTED_LIMITS,
-    HARNESS_PROGRAM,
     Failed,
+    harness_job,
     read_values,
     run_jobs,
 )
@@ -157,7 +156,7 @@ _SUITES: dict[str, Suite] = {}
 
 def _expected_job(problem: Problem, sources: list[str]) -> Job:
     payload = {"kind": "expected", "setup": problem.setup_code, "calls": sources}
-    return Job(HARNESS_PROGRAM, json.dumps(payload).encode(), EXPECTED_LIMITS, shared_program=True)
+    return harness_job(payload, EXPECTED_LIMITS)
 
 
 def _parse_problem(problem: Problem) -> tuple[list[ParsedTest], dict[int, Any], list[int]]:
