@@ -16,7 +16,7 @@ from transformers.generation.logits_process import (
 )
 
 from vgrout.adapters import AdapterConfig, attach
-from vgrout.rl.engine import SamplingParams, TorchEngine, sample_next, warp
+from vgrout.rl.engine import SamplingParams, TorchEngine, distinct_rows, sample_next, warp
 
 EOS, PAD = 3, 0
 
@@ -218,6 +218,57 @@ def test_base_rows_mixed_with_others_equal_separate_calls():
     mixed = engine.generate(PROMPTS, p, states)
     for i, s in enumerate(states):
         assert mixed[i] == engine.generate([PROMPTS[i]], p, s)[0]
+
+
+def test_distinct_rows_maps_every_row_to_its_first_occurrence():
+    keys = [("a", 1), ("b", 1), ("a", 1), ("a", 2), ("b", 1)]
+    first, inverse = distinct_rows(keys)
+    assert first == [0, 1, 3]
+    assert inverse == [0, 1, 0, 2, 1]
+    assert all(keys[first[inverse[i]]] == k for i, k in enumerate(keys))
+    assert distinct_rows([]) == ([], [])
+
+
+GROUPS = [p for p in PROMPTS[:3] for _ in range(4)]  # 3 prompts x a group of 4 rows each
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_shared_prefill_samples_what_one_prefill_per_row_samples(cache, mixed):
+    """A GRPO group's rows share one prompt forward; seeded samples are unchanged by it, for
+    one model state and for full/deployed rows mixed within a group."""
+    model = tiny_qwen3(seed=6)
+    lora = _trained_adapter(model)
+    states = ["full", "deployed"] * 6 if mixed else "deployed"
+    p = SamplingParams(12, temperature=1.0, top_p=0.95, top_k=20)
+    outs = []
+    for share in (True, False):
+        engine = _engine(model, lora, cache=cache, share_prefill=share)
+        torch.manual_seed(7)
+        outs.append(engine.generate(GROUPS, p, states))
+    assert outs[0] == outs[1]
+    assert len({tuple(c) for c in outs[0]}) > len(PROMPTS[:3])  # rows of a group really differ
+
+
+def test_shared_prefill_greedy_equals_hf_generate():
+    model = tiny_qwen3(seed=1)
+    ours = _engine(model).generate(GROUPS, SamplingParams(10, temperature=0.0))
+    assert ours == _hf_greedy(model, GROUPS, 10)
+
+
+def test_row_subset_needs_merged_per_row_and_valid_rows():
+    model = tiny_qwen3(seed=5)
+    lora = _trained_adapter(model)
+    ids = torch.randint(0, 128, (4, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), lora.merged_per_row([1, 0, 0, 1]):
+        every = model(ids).logits
+        with lora.row_subset([3, 1]):
+            sub = model(ids[[3, 1]]).logits
+        with pytest.raises(ValueError, match="indices"), lora.row_subset([4]):
+            pass
+    assert torch.equal(sub, every[[3, 1]])
+    with pytest.raises(RuntimeError, match="merged_per_row"), lora.row_subset([0]):
+        pass
 
 
 def test_merged_per_row_logits_equal_the_hooked_states_and_restore_weights():

@@ -303,6 +303,20 @@ class BlockLoRA:
             with self._set(rows=quarantine):
                 yield
 
+    @contextmanager
+    def row_subset(self, index: Any) -> Iterator[None]:
+        """Inside `merged_per_row`: forwards in the body are batches of the rows `index` of the
+        context's batch, in that order (a prefill that runs once per distinct prompt)."""
+        rows = self._state.rows
+        if rows is None:
+            raise RuntimeError("row_subset() needs an enclosing merged_per_row()")
+        index = torch.as_tensor(index, dtype=torch.long).flatten()
+        n = rows.rows.shape[0]
+        if index.numel() == 0 or bool((index < 0).any()) or bool((index >= n).any()):
+            raise ValueError(f"row_subset: indices must lie in [0, {n}), got {index.tolist()}")
+        with self._set(rows=rows.select(index)):
+            yield
+
     def merge_deployed_into(self) -> nn.Module:
         """A deep copy of the model with only the deployed block baked in and no adapter hooks:
         the model to serve/evaluate as "deployed". The original model is unchanged."""

@@ -236,6 +236,12 @@ class _RowQuarantine:
             b = torch.cat([ad.B[:, q], -ad.B0[:, q]], 1).detach().to(dtypes[name])
             self.mats[name] = (a, b)
 
+    def select(self, index: Tensor) -> _RowQuarantine:
+        """The same term for batch rows `index` only (the matrices are shared, not copied)."""
+        view = object.__new__(_RowQuarantine)
+        view.rows, view.mats = self.rows[index], self.mats
+        return view
+
     def delta(self, name: str, x: Tensor) -> Tensor:
         if x.shape[0] != self.rows.shape[0]:
             raise ValueError(

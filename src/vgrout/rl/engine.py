@@ -11,6 +11,8 @@ same method; `Policy.generate` delegates to whichever engine it holds.
   temperature and top-p act on those only, with exactly the semantics and order of Hugging Face's
   `generate` (temperature -> top-k -> top-p warpers, ties at the k-th score kept). HF's warpers sort
   all 151,936 logits of every row at every step, which at Qwen3 scale costs more than the forward.
+- Rows that repeat a prompt in the same model state (the G rollouts of a GRPO group) share one
+  prompt forward; its KV cache is copied to each of them.
 - Full-model and deployed-model rows decode together: the deployed block is merged into the weights
   and the quarantine runs as an unmerged low-rank term masked per row
   (`BlockLoRA.merged_per_row`), so `gen_deploy_frac > 0` no longer adds a second decode loop.
@@ -126,6 +128,21 @@ def sample_next(logits: Tensor, params: SamplingParams) -> Tensor:
 # The in-process engine
 
 
+def distinct_rows(keys: Sequence) -> tuple[list[int], list[int]]:
+    """(first, inverse): the index of the first row of each distinct key, in order of first
+    appearance, and per row the position of its key in `first` (keys[first[inverse[i]]] ==
+    keys[i])."""
+    slot: dict = {}
+    first: list[int] = []
+    inverse = []
+    for i, key in enumerate(keys):
+        if key not in slot:
+            slot[key] = len(first)
+            first.append(i)
+        inverse.append(slot[key])
+    return first, inverse
+
+
 def _cache_bucket(length: int) -> int:
     # Static caches are sized in steps of 256 so that a compiled decode step is reused across
     # generate calls whose prompts differ a little in length.
@@ -140,6 +157,8 @@ class TorchEngine:
         the plain model). eos_id None generates exactly max_new_tokens (benchmarks).
     cache: "dynamic", "static" or "auto" (static on CUDA, dynamic elsewhere).
     compile: torch.compile the decode step (static cache only); None = on with CUDA.
+    share_prefill: run the prompt forward once per distinct (prompt, state) and copy its KV to
+        the rows that repeat it (a GRPO group); off = one prompt forward per row (for tests).
     """
 
     def __init__(
@@ -152,6 +171,7 @@ class TorchEngine:
         device="cpu",
         cache: str = "auto",
         compile: bool | None = None,
+        share_prefill: bool = True,
     ) -> None:
         if cache not in CACHES:
             raise ValueError(f"unknown cache {cache!r}; choose one of {CACHES}")
@@ -165,6 +185,7 @@ class TorchEngine:
         self.compile = on_cuda if compile is None else compile
         if self.compile and self.cache != "static":
             raise ValueError("compile=True needs cache='static' (a dynamic cache changes shape)")
+        self.share_prefill = share_prefill
         self._compiled_call = None
         self._static_cache = None  # reused across calls: its buffers are the compiled graph's
 
@@ -212,7 +233,7 @@ class TorchEngine:
         self.model.eval()
         try:
             with self._weights(states):
-                return self._decode(prompts, params)
+                return self._decode(prompts, params, states)
         finally:
             self.model.train(was_training)
 
@@ -239,7 +260,44 @@ class TorchEngine:
             self._compiled_call = torch.compile(self.model.__call__, mode=mode, dynamic=False)
         return self._compiled_call
 
-    def _decode(self, prompts: list[list[int]], params: SamplingParams) -> list[list[int]]:
+    def _prefill(self, prompts, ids: Tensor, attn: Tensor, pos: Tensor, cache, states):
+        """The prompt forward: logits of the last prompt position [B, V], KV into `cache`.
+
+        Rows that share their prompt and model state (the G rollouts of a GRPO group) share it: the
+        forward runs once per distinct row and its KV is copied to the duplicates. Rows never
+        interact, so every row's logits and KV are the values its own forward gives (bit-identical
+        on CPU, tested), at 1/G of the prompt compute."""
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer, StaticLayer
+
+        first, inverse = distinct_rows(list(zip(map(tuple, prompts), states, strict=True)))
+        layer_type = StaticLayer if self.cache == "static" else DynamicLayer
+        plain = all(type(layer) is layer_type for layer in cache.layers)
+        if not self.share_prefill or len(first) == len(inverse) or not plain:
+            return self.model(
+                input_ids=ids, attention_mask=attn, position_ids=pos, cache=cache,
+                use_cache=True, logits_to_keep=1,
+            ).logits[:, -1]  # fmt: skip
+        rows = torch.tensor(first, device=ids.device)
+        inv = torch.tensor(inverse, device=ids.device)
+        shared = DynamicCache(config=self.model.config)
+        subset = (
+            self.adapter.row_subset(first)
+            if self.adapter is not None and set(states) == {"full", "deployed"}
+            else contextlib.nullcontext()
+        )
+        with subset:
+            logits = self.model(
+                input_ids=ids[rows], attention_mask=attn[rows], position_ids=pos[rows],
+                cache=shared, use_cache=True, logits_to_keep=1,
+            ).logits[:, -1]  # fmt: skip
+        for layer, src in zip(cache.layers, shared.layers, strict=True):
+            layer.update(src.keys[inv], src.values[inv])
+        return logits[inv]
+
+    def _decode(
+        self, prompts: list[list[int]], params: SamplingParams, states: Sequence[str]
+    ) -> list[list[int]]:
         n_rows, lp, n_new = len(prompts), max(len(p) for p in prompts), params.max_new_tokens
         static = self.cache == "static"
         total = _cache_bucket(lp + n_new) if static else lp + n_new
@@ -253,14 +311,7 @@ class TorchEngine:
         ids, attn = ids.to(self.device), attn.to(self.device)
         pos = (attn[:, :lp].cumsum(1) - 1).clamp(min=0)
         cache = self._new_cache(n_rows, total)
-        logits = self.model(
-            input_ids=ids,
-            attention_mask=attn[:, :lp],
-            position_ids=pos,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        ).logits[:, -1]
+        logits = self._prefill(prompts, ids, attn[:, :lp], pos, cache, states)
         step = self._step_fn()
         pos = pos[:, -1:] + 1
         tokens = torch.full((n_rows, n_new), self.pad_id, dtype=torch.long, device=self.device)
