@@ -220,6 +220,24 @@ def test_base_rows_mixed_with_others_equal_separate_calls():
         assert mixed[i] == engine.generate([PROMPTS[i]], p, s)[0]
 
 
+def test_on_done_reports_each_row_once_as_it_ends():
+    model = tiny_qwen3(seed=1)
+    lora = _trained_adapter(model)
+    engine = _engine(model, lora)
+    p = SamplingParams(12, temperature=1.0)
+    states = ["base", "full", "deployed", "full", "base", "deployed"]
+    torch.manual_seed(3)
+    seen = []
+    out = engine.generate(PROMPTS, p, states, on_done=lambda i, ids: seen.append((i, ids)))
+    assert sorted(seen) == sorted(enumerate(out))
+    ended = [ids for _, ids in seen if ids[-1] == EOS]
+    assert 0 < len(ended) < len(out)  # some rows end early, some run to max_new_tokens
+    base = [len(ids) for i, ids in seen if states[i] == "base"]  # one decode loop: base rows
+    assert base == sorted(base)  # (cut rows, reported at the end, are the longest)
+    torch.manual_seed(3)
+    assert engine.generate(PROMPTS, p, states) == out  # the callback changes nothing
+
+
 def test_distinct_rows_maps_every_row_to_its_first_occurrence():
     keys = [("a", 1), ("b", 1), ("a", 1), ("a", 2), ("b", 1)]
     first, inverse = distinct_rows(keys)

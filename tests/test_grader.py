@@ -361,6 +361,24 @@ def test_oracle_runs_once_per_problem_and_code():
     assert kinds == ["oracle", "exit", "sentinel"]
 
 
+def test_a_repeated_response_is_graded_once_and_shares_its_grade(pool):
+    p = _problem()
+    right, wrong = fenced(p.canonical_solution), fenced("class Solution:\n    pass\n")
+    # a repeat differs from its original only in the prose around the code
+    responses = [right, wrong, "Here:\n" + right, right, wrong]
+    jobs = grader.grading_jobs([p] * 5, responses, "exit_code")
+    assert len(jobs) == 2 * 2  # oracle + channel for each distinct code
+    grades = grader.grade_many([p] * 5, responses, "exit_code", pool=pool)
+    alone = [grader.grade(p, r, "exit_code", pool=pool) for r in responses]
+    assert grades == alone
+    assert [g.gt_correct for g in grades] == [True, False, True, True, False]
+    # what the grade depends on besides the code keeps repeats apart: mode, extra reward
+    assert len(grader.grading_jobs([p] * 2, [right] * 2, ["exit_code", "sentinel"])) == 3
+    two = grader.grade_many([p] * 2, [right] * 2, "gt_only", pool=pool,
+                            extra_rewards=[None, lambda c: 0.5])  # fmt: skip
+    assert [g.reward for g in two] == [3.5, 4.0]
+
+
 def test_oracle_child_never_receives_expected_values():
     p = _problem(tests=["assert Solution().addOne(x = 1) == 987654321"])
     (job,) = grader.grading_jobs([p], [fenced(p.canonical_solution)], "gt_only")

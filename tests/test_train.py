@@ -41,6 +41,9 @@ def test_advantages_skip_flat_groups_and_centre_the_rest():
     kept = assign_advantages(cfg, rows, 2)
     assert [r.group for r in kept] == [1, 1, 1]
     assert [r.advantage for r in kept] == pytest.approx([-1.0, 2.0, -1.0])
+    every = assign_advantages(TrainConfig(group_size=3, skip_flat_groups=False), rows, 2)
+    assert [r.group for r in every] == [0, 0, 0, 1, 1, 1]
+    assert [r.advantage for r in every] == pytest.approx([0, 0, 0, -1.0, 2.0, -1.0])
 
 
 def test_drop_negative_never_pushes_teacher_text_down():
@@ -253,9 +256,12 @@ class _RecordingPolicy:
     def prompt_ids(self, question):
         return [len(question) % 7 + 1]
 
-    def generate(self, prompts, params, state="full"):
+    def generate(self, prompts, params, state="full", on_done=None):
         self.calls.append(state)
-        return [[i + 10] for i in range(len(prompts))]
+        out = [[i + 10] for i in range(len(prompts))]
+        for i in reversed(range(len(out))):  # rows may end in any order
+            on_done(i, out[i])
+        return out
 
     def decode(self, ids):
         return str(ids)
@@ -291,6 +297,48 @@ def test_mixed_decode_decides_one_loop_or_one_per_state(mixed, device, one_loop)
         assert policy.calls == ["full", "deployed"]
     with pytest.raises(ValueError, match="mixed_decode"):
         TrainConfig(mixed_decode="sometimes").validate()
+
+
+def test_rows_are_handed_on_as_they_end_and_returned_in_plan_order():
+    from vgrout.rl.rollouts import sample_rollouts
+
+    cfg = TrainConfig(arm="absorb", group_size=4, prompts_per_step=2, gen_deploy_frac=0.25,
+                      teacher_per_group=0, mixed_decode="off").validate()  # fmt: skip
+    policy = _RecordingPolicy()
+    policy.device = "cpu"
+    seen = []
+    rows = sample_rollouts(cfg, policy, [_Item("a"), _Item("bb")], _NoTeacher(), 0, seen.append)
+    assert sorted(map(id, seen)) == sorted(map(id, rows))  # each row once, the same objects
+    assert [r.sampled for r in seen] == ["full"] * 6 + ["deployed"] * 2  # one loop per state
+    assert [r.completion_ids for r in rows] == [[i + 10] for i in range(6)] + [[10], [11]]
+
+
+def test_background_grader_grades_every_row_once_and_raises_its_errors(monkeypatch):
+    from vgrout.rl import rollouts
+
+    graded = []
+
+    def fake_grade(rows, pool):
+        if any(r == "bad" for r in rows):
+            raise RuntimeError("sandbox gone")
+        graded.append(list(rows))
+
+    monkeypatch.setattr(rollouts, "grade_rollouts", fake_grade)
+    with rollouts.BackgroundGrader(pool=None) as grader:
+        for r in range(10):
+            grader.submit(r)
+        grader.wait()
+        with pytest.raises(RuntimeError, match="after wait"):
+            grader.submit(11)
+    assert sorted(r for batch in graded for r in batch) == list(range(10))
+    with rollouts.BackgroundGrader(pool=None) as grader:
+        grader.submit("bad")
+        with pytest.raises(RuntimeError, match="sandbox gone"):
+            grader.wait()
+    with pytest.raises(KeyError), rollouts.BackgroundGrader(pool=None) as grader:
+        grader.submit(1)
+        raise KeyError("the caller's own error passes through; the thread still stops")
+    assert not grader._thread.is_alive()
 
 
 def test_mixed_decode_is_on_by_default_on_every_device():

@@ -67,7 +67,7 @@ def cmd_bench(args) -> int:
         from vgrout.bench.step import bench_step
 
         bench_step(
-            steps=args.steps,
+            steps=args.steps or 4,
             preset=args.preset,
             random_weights=args.random_weights,
             shape=args.shape,
@@ -78,7 +78,7 @@ def cmd_bench(args) -> int:
     elif args.what == "trl":
         from vgrout.bench.trl import bench_trl
 
-        bench_trl(steps=args.steps, warmup=args.warmup, overrides=tuple(args.set or ()))
+        bench_trl(steps=args.steps or 8, warmup=args.warmup, overrides=tuple(args.set or ()))
     elif args.what == "generate":
         from vgrout.bench.generate import bench_generate
 
@@ -239,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="routing: rollouts per batch (32); generate: rows (56)",
     )
-    b.add_argument("--steps", type=int, default=4, help="step, trl: timed steps per arm")
+    b.add_argument(
+        "--steps", type=int, default=None, help="step, trl: timed steps per arm (4; trl 8)"
+    )
     b.add_argument("--warmup", type=int, default=1, help="step, trl: untimed steps first")
     b.add_argument("--preset", default="toy", help="step: toy | leetcode-qwen3-4b | ...")
     b.add_argument(

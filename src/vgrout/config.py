@@ -110,6 +110,11 @@ class TrainConfig:
     """Prompt groups per step."""
     group_size: int = 8
     """G: rollouts per prompt (students + injected teachers). Advantages are r - mean(r) in a group."""
+    skip_flat_groups: bool = True
+    """Groups whose rewards are all equal (advantage 0 for every row) skip the update: they carry
+    no policy-gradient signal, only their small KL term (`kl_beta`), so their forward/backward is
+    saved (as DAPO's dynamic sampling drops them, Yu et al. 2025, arXiv 2503.14476). False trains
+    every row, as TRL's GRPOTrainer does (`vgrout bench trl` uses it for equal work)."""
     lr: float = 2e-3
     """AdamW learning rate of the adapter (small models tolerate large LoRA lrs)."""
     warmup_steps: int = 3

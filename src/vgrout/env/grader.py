@@ -293,6 +293,7 @@ class _Batch:
     plans: list[_Plan]
     jobs: list[Job]
     slots: list[tuple[int, int | None]]  # per plan: (oracle job index, channel job index)
+    copies: dict[int, int]  # plan index -> the earlier plan whose grade it shares
 
 
 def _build_batch(
@@ -320,10 +321,20 @@ def _build_batch(
     jobs: list[Job] = []
     slots: list[tuple[int, int | None]] = []
     oracle_at: dict[tuple[str, str], int] = {}  # the oracle does not depend on the mode: run once
-    for plan in plans:
+    # A GRPO group often repeats a response word for word: the same code, problem, mode, markers
+    # and extra reward get the same grade, so its jobs run once and the grade is shared.
+    graded: dict[tuple, int] = {}
+    copies: dict[int, int] = {}
+    for i, plan in enumerate(plans):
         if plan.ctx is None:
             slots.append((-1, None))
             continue
+        same = (plan.ctx.suite.key, plan.ctx.code, plan.mode, plan.ctx.markers, plan.extra)
+        if same in graded:
+            copies[i] = graded[same]
+            slots.append((-1, None))
+            continue
+        graded[same] = i
         key = (plan.ctx.suite.key, plan.ctx.code)
         if key not in oracle_at:
             oracle_at[key] = len(jobs)
@@ -332,14 +343,17 @@ def _build_batch(
         if channel is not None:
             jobs.append(channel)
         slots.append((oracle_at[key], len(jobs) - 1 if channel is not None else None))
-    return _Batch(plans, jobs, slots)
+    return _Batch(plans, jobs, slots, copies)
 
 
 def _assemble(batch: _Batch, results: Sequence[Result]) -> list[Grade]:
-    grades = []
-    for plan, (oracle_at, channel_at) in zip(batch.plans, batch.slots, strict=True):
+    grades: list[Grade] = []
+    for i, (plan, (oracle_at, channel_at)) in enumerate(zip(batch.plans, batch.slots, strict=True)):
         if plan.done is not None:
             grades.append(plan.done)
+            continue
+        if i in batch.copies:  # the original comes first
+            grades.append(grades[batch.copies[i]])
             continue
         channel = results[channel_at] if channel_at is not None else None
         grades.append(_complete(plan, results[oracle_at], channel))

@@ -46,8 +46,9 @@ def teacher_treatment(cfg: TrainConfig, row: Rollout, advantage: float) -> float
 
 
 def assign_advantages(cfg: TrainConfig, rows: list[Rollout], n_groups: int) -> list[Rollout]:
-    """Dr.GRPO advantages per group; returns the rows that train (groups with reward variance;
-    under gt_screen only unflagged rows, with the baseline over unflagged rows)."""
+    """Dr.GRPO advantages per group; returns the rows that train (groups with reward variance,
+    or every group with `skip_flat_groups` off; under gt_screen only unflagged rows, with the
+    baseline over unflagged rows)."""
     rewards = torch.zeros(n_groups, cfg.group_size)
     keep = torch.zeros(n_groups, cfg.group_size, dtype=torch.bool)
     for g in range(n_groups):
@@ -60,6 +61,8 @@ def assign_advantages(cfg: TrainConfig, rows: list[Rollout], n_groups: int) -> l
         adv, kept = screened_advantages(rewards, keep)
     else:
         adv, kept = group_advantages(rewards)
+    if not cfg.skip_flat_groups:  # flat groups train too (advantage 0: their KL term only)
+        kept = torch.ones_like(kept)
     out = []
     for g in range(n_groups):
         if not kept[g]:

@@ -25,7 +25,7 @@ The torch global RNG drives sampling: callers seed it (the loop per step; evalua
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,9 +61,15 @@ class RolloutEngine(Protocol):
     """What the training loop needs from a generation backend."""
 
     def generate(
-        self, prompts: list[list[int]], params: SamplingParams, states: Sequence[str]
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        states: Sequence[str],
+        on_done: Callable[[int, list[int]], None] | None = None,
     ) -> list[list[int]]:
-        """One completion per prompt; row i is sampled from model state `states[i]`."""
+        """One completion per prompt; row i is sampled from model state `states[i]`.
+        `on_done(i, ids)`, if given, is called once per row as soon as row i is complete (so
+        the caller can grade it while the other rows decode)."""
         ...
 
 
@@ -207,11 +213,16 @@ class TorchEngine:
 
     @torch.no_grad()
     def generate(
-        self, prompts: list[list[int]], params: SamplingParams, states: Sequence[str] | str = "full"
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        states: Sequence[str] | str = "full",
+        on_done: Callable[[int, list[int]], None] | None = None,
     ) -> list[list[int]]:
         """One completion per prompt, row i from model state states[i]; ids up to and including
         EOS (or max_new_tokens ids). Full and deployed rows share one decode loop; base rows
-        mixed with others get a loop of their own."""
+        mixed with others get a loop of their own. `on_done(i, ids)` is called once per row, at
+        the decode step where row i emits EOS (the rest at the end)."""
         states = [states] * len(prompts) if isinstance(states, str) else list(states)
         if len(states) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(states)} states")
@@ -225,7 +236,12 @@ class TorchEngine:
             for group in (["base"], ["full", "deployed"]):
                 idx = [i for i, s in enumerate(states) if s in group]
                 if idx:
-                    sub = self.generate([prompts[i] for i in idx], params, [states[i] for i in idx])
+                    done = (
+                        None if on_done is None else (lambda j, ids, idx=idx: on_done(idx[j], ids))
+                    )
+                    sub = self.generate(
+                        [prompts[i] for i in idx], params, [states[i] for i in idx], done
+                    )
                     for i, c in zip(idx, sub, strict=True):
                         out[i] = c
             return out  # type: ignore[return-value]
@@ -233,7 +249,7 @@ class TorchEngine:
         self.model.eval()
         try:
             with self._weights(states):
-                return self._decode(prompts, params, states)
+                return self._decode(prompts, params, states, on_done)
         finally:
             self.model.train(was_training)
 
@@ -296,7 +312,11 @@ class TorchEngine:
         return logits[inv]
 
     def _decode(
-        self, prompts: list[list[int]], params: SamplingParams, states: Sequence[str]
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        states: Sequence[str],
+        on_done: Callable[[int, list[int]], None] | None = None,
     ) -> list[list[int]]:
         n_rows, lp, n_new = len(prompts), max(len(p) for p in prompts), params.max_new_tokens
         static = self.cache == "static"
@@ -320,8 +340,12 @@ class TorchEngine:
             tok = sample_next(logits.float(), params)
             if self.eos_id is not None:
                 tok = tok.masked_fill(done, self.pad_id)  # finished rows emit pad, as in HF
-                done |= tok == self.eos_id
+                ended = (tok == self.eos_id) & ~done  # pad may equal EOS
+                done |= ended
             tokens[:, t] = tok
+            if on_done is not None and self.eos_id is not None:
+                for i in ended.nonzero().flatten().tolist():
+                    on_done(i, tokens[i, : t + 1].tolist())
             if t == n_new - 1 or (self.eos_id is not None and bool(done.all())):
                 break
             attn[:, lp + t] = 1
@@ -335,8 +359,10 @@ class TorchEngine:
             ).logits[:, -1]
             pos = pos + 1
         completions = []
-        for row in tokens.tolist():
+        for i, row in enumerate(tokens.tolist()):
             if self.eos_id is not None and self.eos_id in row:
                 row = row[: row.index(self.eos_id) + 1]
+            elif on_done is not None:  # cut at max_new_tokens: complete only now
+                on_done(i, row)
             completions.append(row)
         return completions

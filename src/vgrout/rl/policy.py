@@ -221,16 +221,20 @@ class Policy:
 
     # -- generation ----------------------------------------------------------------------------
     def generate(
-        self, prompts: list[list[int]], params: SamplingParams, state: str | list[str] = "full"
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        state: str | list[str] = "full",
+        on_done=None,
     ) -> list[list[int]]:
         """Sample one completion per prompt, all in one decode loop (see `vgrout.rl.engine`).
 
         `state` is one model state for every row, or a list with one per row (`full` and
         `deployed` rows decode together). Uses the torch global RNG: callers seed it (the loop
         seeds per step; evaluation forks it). Returns completion ids up to and including EOS (or
-        max_new_tokens ids if cut).
+        max_new_tokens ids if cut). `on_done(i, ids)` is called as soon as row i is complete.
         """
-        return self.engine.generate(prompts, params, state)
+        return self.engine.generate(prompts, params, state, on_done)
 
     # -- scoring -------------------------------------------------------------------------------
     def logprobs(self, batch: Batch, state: str = "full", grad: bool = False) -> Tensor:

@@ -7,6 +7,7 @@ advantage); `step_seed` is the seed every torch draw of step s derives from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vgrout.config import TrainConfig
@@ -51,12 +52,18 @@ def n_teachers(cfg: TrainConfig, item: Item, teacher, step: int) -> int:
 
 
 def sample_rollouts(
-    cfg: TrainConfig, policy: Policy, items: list[Item], teacher, step: int
+    cfg: TrainConfig,
+    policy: Policy,
+    items: list[Item],
+    teacher,
+    step: int,
+    on_row: Callable[[Rollout], None] | None = None,
 ) -> list[Rollout]:
     """The student rows: G minus the teacher slots per prompt, a `gen_deploy_frac` share of them
     sampled from the deployed model (all of them for `none`, which trains only the deployed model:
     its rows then need no second log-prob pass). With `mixed_decode` both states decode in one
-    batched loop; otherwise one loop per state, full-model rows first."""
+    batched loop; otherwise one loop per state, full-model rows first. `on_row(row)` is called
+    for each row as soon as its completion ends (e.g. `BackgroundGrader.submit`)."""
     plan = []  # (group, item, n_full, n_deployed)
     for g, item in enumerate(items):
         n_students = cfg.group_size - n_teachers(cfg, item, teacher, step)
@@ -71,17 +78,25 @@ def sample_rollouts(
     for state, col in (("full", 2), ("deployed", 3)):
         wanted += [(p[0], p[1], state) for p in plan for _ in range(p[col])]
     prompts, states = [prompt_ids[g] for g, _, _ in wanted], [s for _, _, s in wanted]
+    rows: list[Rollout | None] = [None] * len(wanted)
+
+    def done(i: int, ids: list[int]) -> None:
+        g, item, state = wanted[i]
+        rows[i] = Rollout(g, item, "student", state, prompt_ids[g], ids, policy.decode(ids))
+        if on_row is not None:
+            on_row(rows[i])
+
     if cfg.mixes_decode(policy.device):
-        completions = policy.generate(prompts, params, state=states)
+        policy.generate(prompts, params, state=states, on_done=done)
     else:
-        completions = []
         for state in ("full", "deployed"):
             idx = [i for i, s in enumerate(states) if s == state]
-            completions += policy.generate([prompts[i] for i in idx], params, state=state)
-    return [
-        Rollout(g, item, "student", state, prompt_ids[g], ids, policy.decode(ids))
-        for (g, item, state), ids in zip(wanted, completions, strict=True)
-    ]
+            policy.generate(
+                [prompts[i] for i in idx], params, state=state,
+                on_done=lambda j, ids, idx=idx: done(idx[j], ids),
+            )  # fmt: skip
+    assert all(r is not None for r in rows), "internal: the engine skipped a row's on_done"
+    return rows  # type: ignore[return-value]
 
 
 def teacher_rollouts(
@@ -134,6 +149,67 @@ def training_question(cfg: TrainConfig, item: Item) -> str:
         if cfg.arm == "inoculation"
         else item.question
     )
+
+
+class BackgroundGrader:
+    """Grades rows in a thread while the caller goes on, e.g. while the rest of a batch decodes.
+
+    `submit(row)` queues a row; `wait()` returns once every submitted row is graded (re-raising
+    a grading error). The grader's results do not depend on when or in which batches rows are
+    graded, so a step's numbers are those of grading every row at the end; only the wall time
+    changes (grading runs in the sandbox's processes, decoding in this one). Use it as a context
+    manager: leaving the block stops the thread."""
+
+    _STOP = object()
+
+    def __init__(self, pool) -> None:
+        import queue
+        import threading
+
+        self.pool = pool
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._serve, name="vgrout-grader", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import queue
+
+        stop = False
+        while not stop:
+            batch = [self._queue.get()]
+            while True:  # grade whatever has finished meanwhile as one batch
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(r is self._STOP for r in batch)
+            rows = [r for r in batch if r is not self._STOP]
+            if rows and self._error is None:
+                try:
+                    grade_rollouts(rows, self.pool)
+                except BaseException as exc:  # handed to the caller in wait()
+                    self._error = exc
+
+    def submit(self, row: Rollout) -> None:
+        if not self._thread.is_alive():
+            raise RuntimeError("BackgroundGrader.submit after wait()")
+        self._queue.put(row)
+
+    def wait(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(self._STOP)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> BackgroundGrader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread.is_alive():
+            self._queue.put(self._STOP)
+            self._thread.join()
 
 
 def grade_rollouts(rows: list[Rollout], pool) -> None:

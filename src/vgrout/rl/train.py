@@ -34,6 +34,7 @@ from vgrout.rl.checkpoint import restore_latest, save_checkpoint
 from vgrout.rl.metrics import PhaseClock, progress_bar, rollout_records, step_metrics
 from vgrout.rl.policy import make_batch, micro_batch_rows
 from vgrout.rl.rollouts import (
+    BackgroundGrader,
     grade_rollouts,
     pick_prompts,
     sample_rollouts,
@@ -62,12 +63,13 @@ def training_step(run: Run, step: int, pool):
     set_lr(cfg, run.opt, step)
 
     items = pick_prompts(cfg, run.env.train, run.teacher, step, rng)
-    with clock("generate"):
-        students = sample_rollouts(cfg, run.policy, items, run.teacher, step)
-    with clock("grade"):  # teacher rows are built from graded students, then graded themselves
-        grade_rollouts(students, pool)
-        teachers = teacher_rollouts(cfg, run.policy, items, students, run.teacher, step, rng)
-        grade_rollouts(teachers, pool)
+    with BackgroundGrader(pool) as grader:
+        with clock("generate"):  # a row is graded, in the background, as soon as it ends
+            students = sample_rollouts(cfg, run.policy, items, run.teacher, step, grader.submit)
+        with clock("grade"):  # what grading remains; teachers are built from graded students
+            grader.wait()
+            teachers = teacher_rollouts(cfg, run.policy, items, students, run.teacher, step, rng)
+            grade_rollouts(teachers, pool)
     rows = sorted(students + teachers, key=lambda r: r.group)  # stable: students then teachers
     apply_monitor(cfg, rows, step)
     kept = assign_advantages(cfg, rows, len(items))
