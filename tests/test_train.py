@@ -313,29 +313,28 @@ def test_rows_are_handed_on_as_they_end_and_returned_in_plan_order():
     assert [r.completion_ids for r in rows] == [[i + 10] for i in range(6)] + [[10], [11]]
 
 
-def test_background_grader_grades_every_row_once_and_raises_its_errors(monkeypatch):
+def test_background_grader_grades_every_row_once_and_raises_its_errors():
     from vgrout.rl import rollouts
 
     graded = []
 
-    def fake_grade(rows, pool):
+    def fake_grade(rows):
         if any(r == "bad" for r in rows):
             raise RuntimeError("sandbox gone")
         graded.append(list(rows))
 
-    monkeypatch.setattr(rollouts, "grade_rollouts", fake_grade)
-    with rollouts.BackgroundGrader(pool=None) as grader:
+    with rollouts.BackgroundGrader(fake_grade) as grader:
         for r in range(10):
             grader.submit(r)
         grader.wait()
         with pytest.raises(RuntimeError, match="after wait"):
             grader.submit(11)
     assert sorted(r for batch in graded for r in batch) == list(range(10))
-    with rollouts.BackgroundGrader(pool=None) as grader:
+    with rollouts.BackgroundGrader(fake_grade) as grader:
         grader.submit("bad")
         with pytest.raises(RuntimeError, match="sandbox gone"):
             grader.wait()
-    with pytest.raises(KeyError), rollouts.BackgroundGrader(pool=None) as grader:
+    with pytest.raises(KeyError), rollouts.BackgroundGrader(fake_grade) as grader:
         grader.submit(1)
         raise KeyError("the caller's own error passes through; the thread still stops")
     assert not grader._thread.is_alive()

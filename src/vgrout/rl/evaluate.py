@@ -18,6 +18,7 @@ import torch
 from vgrout.env.grader import grade_many
 from vgrout.env.tasks import Item
 from vgrout.rl.policy import Policy, SamplingParams
+from vgrout.rl.rollouts import BackgroundGrader
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -98,21 +99,35 @@ def evaluate_state(
     pool,
 ) -> EvalResult:
     """Hack/solve of one model state (`full` = as-trained, `deployed`, or `base`) on `items`."""
-    # one completion per item from `state`, in a forked RNG seeded with `seed`
+    # one completion per item from `state`, in a forked RNG seeded with `seed`; each is graded in
+    # the background as soon as it ends
     prompts = [policy.prompt_ids(it.question) for it in items]
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature)
+    texts: list[str] = [""] * len(items)
+    grades: list = [None] * len(items)
+
+    def grade(done: list[int]) -> None:
+        picked = [items[i] for i in done]
+        graded = grade_many(
+            [it.problem for it in picked],
+            [texts[i] for i in done],
+            [it.mode for it in picked],
+            [it.markers for it in picked],
+            pool=pool,
+        )
+        for i, g in zip(done, graded, strict=True):
+            grades[i] = g
+
+    def ended(i: int, ids: list[int]) -> None:
+        texts[i] = policy.decode(ids)
+        grader.submit(i)
+
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        completions = policy.generate(prompts, params, state=state)
-    texts = [policy.decode(c) for c in completions]
-    grades = grade_many(
-        [it.problem for it in items],
-        texts,
-        [it.mode for it in items],
-        [it.markers for it in items],
-        pool=pool,
-    )
+    with BackgroundGrader(grade) as grader:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            policy.generate(prompts, params, state=state, on_done=ended)
+        grader.wait()
     return summarize(state, items, grades, texts)
 
 

@@ -154,19 +154,20 @@ def training_question(cfg: TrainConfig, item: Item) -> str:
 class BackgroundGrader:
     """Grades rows in a thread while the caller goes on, e.g. while the rest of a batch decodes.
 
-    `submit(row)` queues a row; `wait()` returns once every submitted row is graded (re-raising
-    a grading error). The grader's results do not depend on when or in which batches rows are
-    graded, so a step's numbers are those of grading every row at the end; only the wall time
-    changes (grading runs in the sandbox's processes, decoding in this one). Use it as a context
-    manager: leaving the block stops the thread."""
+    `grade(rows)` grades a list of rows in place (e.g. `lambda rows: grade_rollouts(rows,
+    pool)`); `submit(row)` queues a row, and rows queued meanwhile are graded as one batch;
+    `wait()` returns once every submitted row is graded (re-raising a grading error). A grade does
+    not depend on when or beside which rows it is computed, so the numbers are those of grading
+    every row at the end; only the wall time changes (grading runs in the sandbox's processes,
+    decoding in this one). Use it as a context manager: leaving the block stops the thread."""
 
     _STOP = object()
 
-    def __init__(self, pool) -> None:
+    def __init__(self, grade: Callable[[list], None]) -> None:
         import queue
         import threading
 
-        self.pool = pool
+        self.grade = grade
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._serve, name="vgrout-grader", daemon=True)
@@ -187,7 +188,7 @@ class BackgroundGrader:
             rows = [r for r in batch if r is not self._STOP]
             if rows and self._error is None:
                 try:
-                    grade_rollouts(rows, self.pool)
+                    self.grade(rows)
                 except BaseException as exc:  # handed to the caller in wait()
                     self._error = exc
 

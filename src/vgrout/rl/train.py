@@ -63,7 +63,7 @@ def training_step(run: Run, step: int, pool):
     set_lr(cfg, run.opt, step)
 
     items = pick_prompts(cfg, run.env.train, run.teacher, step, rng)
-    with BackgroundGrader(pool) as grader:
+    with BackgroundGrader(lambda rows: grade_rollouts(rows, pool)) as grader:
         with clock("generate"):  # a row is graded, in the background, as soon as it ends
             students = sample_rollouts(cfg, run.policy, items, run.teacher, step, grader.submit)
         with clock("grade"):  # what grading remains; teachers are built from graded students
