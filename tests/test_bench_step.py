@@ -62,5 +62,9 @@ def test_bench_trl_prints_both_steps_and_the_ratio_last(capsys):
     lines = bench_lines(capsys, ["bench", "trl", "--steps", "1", "--warmup", "1",
                                  "--set", "toy_recipe=smoke", "--set", "max_new_tokens=8"])  # fmt: skip
     assert any(line.startswith("TRL GRPOTrainer ") and "s/step" in line for line in lines)
-    assert any(line.startswith("vgrout none ") and "s/step" in line for line in lines)
-    assert re.fullmatch(r"none/TRL = \d+\.\d\dx \(target <= 0\.8\)", lines[-1])
+    assert any(line.startswith("vgrout none ") and "100% of rows trained" in line for line in lines)
+    assert re.fullmatch(
+        r"none/TRL = \d+\.\d\dx \(target <= 0\.8; per-step pairs: quartiles "
+        r"\d+\.\d\d-\d+\.\d\dx\)",
+        lines[-1],
+    )
