@@ -361,7 +361,7 @@ def test_a_run_from_before_provenance_is_not_reused(tmp_path):
         cell_state(folder.root, cfg.to_dict())
 
 
-def test_shipped_specs_expand_and_the_evidence_pins_its_decode_mode():
+def test_shipped_specs_expand_and_the_evidence_pins_how_it_was_made():
     # sweeps/*.toml are what `make evidence` / `make main-arms` run: they must parse, and the
     # evidence must keep the decode mode its published runs were made with
     sweeps = Path(__file__).resolve().parents[1] / "sweeps"
@@ -370,10 +370,16 @@ def test_shipped_specs_expand_and_the_evidence_pins_its_decode_mode():
     assert len(evidence) == 65 and len(main) == 30
     for spec in sweeps.glob("*.toml"):  # every shipped spec expands (validated configs)
         assert expand(spec_from_cli(spec_file=spec)), spec
-    assert {c.config.mixed_decode for c in evidence} == {"auto"}
-    assert {c.config.mixed_decode for c in main} == {load_preset("toy").mixed_decode} == {"on"}
-    # the main arms are the evidence's first grid, cell for cell, but for the decode mode
+    assert {(c.config.mixed_decode, c.config.share_prompt_forward) for c in evidence} == {
+        ("auto", False)
+    }
+    toy = load_preset("toy")
+    assert {c.config.mixed_decode for c in main} == {toy.mixed_decode} == {"on"}
+    assert {c.config.share_prompt_forward for c in main} == {toy.share_prompt_forward} == {True}
+    # the main arms are the evidence's first grid, cell for cell, but for the two pinned fields
     first = {c.name: c.config.to_dict() for c in evidence[:30]}
     for c in main:
         cfg = c.config.to_dict()
-        assert {k for k in cfg if cfg[k] != first[c.name][k]} == {"mixed_decode"}
+        assert {k for k in cfg if cfg[k] != first[c.name][k]} == {
+            "mixed_decode", "share_prompt_forward"
+        }  # fmt: skip

@@ -340,6 +340,30 @@ def test_background_grader_grades_every_row_once_and_raises_its_errors():
     assert not grader._thread.is_alive()
 
 
+def test_grading_overlaps_decoding_only_where_decoding_leaves_cores_idle(monkeypatch):
+    from vgrout.rl.rollouts import grade_while_decoding
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    threads = torch.get_num_threads()
+    try:
+        assert grade_while_decoding("cuda:0")
+        torch.set_num_threads(4)
+        assert not grade_while_decoding("cpu")
+        torch.set_num_threads(2)
+        assert grade_while_decoding("cpu")
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_config_made_before_a_behaviour_field_existed_keeps_that_behaviour():
+    new = TrainConfig()
+    assert new.share_prompt_forward  # the default since 2026-12-01
+    old = new.to_dict()
+    del old["share_prompt_forward"]  # a config.json written before the field existed
+    assert TrainConfig.from_dict(old).share_prompt_forward is False
+    assert TrainConfig.from_dict(new.to_dict()) == new
+
+
 def test_mixed_decode_is_on_by_default_on_every_device():
     # the default changed on 2026-12-01 (README, Evidence): one decode loop on CPU too
     for device in ("cpu", "cuda:0"):

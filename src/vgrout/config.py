@@ -35,6 +35,11 @@ INITS = ("gaussian", "pissa", "corda", "scorda", "scorda_rev")
 BANDS = ("quantile", "pairs")
 
 
+ABSENT_MEANS = {"share_prompt_forward": False}
+"""Fields whose default changed behaviour when they were added: a config.json without one was made
+before, so it is read with the old behaviour (resuming or re-running it gives its numbers)."""
+
+
 @dataclass
 class TrainConfig:
     # ---------------------------------------------------------------- run
@@ -110,6 +115,12 @@ class TrainConfig:
     """Prompt groups per step."""
     group_size: int = 8
     """G: rollouts per prompt (students + injected teachers). Advantages are r - mean(r) in a group."""
+    share_prompt_forward: bool = True
+    """The update's forwards (policy, KL reference, old log-probs) run each distinct prompt once
+    per group and route mask and let the group's completions attend to its KV cache: the same
+    gradient up to float rounding at a fraction of the prompt compute (the toy's prompts are ~2/3
+    of a row's tokens). Rounding differs, so a seeded run's numbers differ from one made with it
+    off; runs made before it existed (2026-12-01) re-run with `false`."""
     skip_flat_groups: bool = True
     """Groups whose rewards are all equal (advantage 0 for every row) skip the update: they carry
     no policy-gradient signal, only their small KL term (`kl_beta`), so their forward/backward is
@@ -354,11 +365,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        """A config from its dict (config.json); fields missing from it take ABSENT_MEANS."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown config fields: {', '.join(unknown)}")
-        kw = {}
+        kw = dict(ABSENT_MEANS)  # a field the config predates: the behaviour it was made with
         hints = typing.get_type_hints(cls)
         for k, v in d.items():
             if isinstance(v, list) and "tuple" in str(hints[k]):

@@ -18,7 +18,7 @@ import torch
 from vgrout.env.grader import grade_many
 from vgrout.env.tasks import Item
 from vgrout.rl.policy import Policy, SamplingParams
-from vgrout.rl.rollouts import BackgroundGrader
+from vgrout.rl.rollouts import BackgroundGrader, grade_while_decoding
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -99,8 +99,8 @@ def evaluate_state(
     pool,
 ) -> EvalResult:
     """Hack/solve of one model state (`full` = as-trained, `deployed`, or `base`) on `items`."""
-    # one completion per item from `state`, in a forked RNG seeded with `seed`; each is graded in
-    # the background as soon as it ends
+    # one completion per item from `state`, in a forked RNG seeded with `seed`; each is graded as
+    # soon as it ends where decoding leaves cores idle (`grade_while_decoding`), else at the end
     prompts = [policy.prompt_ids(it.question) for it in items]
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature)
     texts: list[str] = [""] * len(items)
@@ -123,11 +123,17 @@ def evaluate_state(
         grader.submit(i)
 
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    overlap = grade_while_decoding(policy.device)
     with BackgroundGrader(grade) as grader:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            policy.generate(prompts, params, state=state, on_done=ended)
+            completions = policy.generate(
+                prompts, params, state=state, on_done=ended if overlap else None
+            )
         grader.wait()
+    if not overlap:
+        texts[:] = [policy.decode(c) for c in completions]
+        grade(list(range(len(items))))
     return summarize(state, items, grades, texts)
 
 

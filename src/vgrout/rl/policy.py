@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -100,11 +101,7 @@ def completion_logprobs(model, batch: Batch, chunk_tokens: int = 0) -> Tensor:
     if batch.prompt_len < 1:
         raise ValueError("completion_logprobs: rows need at least one prompt token")
     lc = batch.completion_ids.shape[1]
-    head = _plain_head(model)
-    if head is not None and not chunk_tokens:
-        n_real = int(batch.completion_mask.sum())
-        if n_real * head.weight.shape[0] <= LOGIT_CHUNK_ELEMENTS:
-            head = None  # fits in one chunk: nothing to save
+    head = _chunked_head(model, batch, chunk_tokens)
     if head is None:
         out = model(
             input_ids=batch.input_ids,
@@ -128,6 +125,85 @@ def completion_logprobs(model, batch: Batch, chunk_tokens: int = 0) -> Tensor:
     logp = chunked_token_logprobs(h[real], head.weight, batch.completion_ids[real], chunk)
     zeros = torch.zeros(real.shape, dtype=logp.dtype, device=logp.device)
     return zeros.masked_scatter(real, logp)
+
+
+def shared_prompt_logprobs(
+    model, batch: Batch, keys: Sequence | None = None, rows_context=None, chunk_tokens: int = 0
+) -> Tensor:
+    """`completion_logprobs`, with each distinct prompt run once (a GRPO group's G rows share it).
+
+    Rows with the same prompt and the same `keys[i]` (their model state: e.g. route masks; None =
+    one state for all) run their prompt once; the completions then attend to its KV cache, copied
+    per row. Same values and gradient as one full forward per row up to float rounding (tested):
+    the prompt's hidden states depend only on its own tokens and state, and autograd sums the
+    copies' gradients back into the one prompt forward. `rows_context(index)` returns the context
+    that puts batch rows `index` (a LongTensor) into their state (None: nothing to set). Falls
+    back to the per-row forward when no prompt repeats or under gradient checkpointing (which
+    turns HF's cache off).
+    """
+    from transformers import DynamicCache
+
+    from vgrout.rl.engine import distinct_rows
+
+    context = rows_context or (lambda _index: contextlib.nullcontext())
+    lp, lc = batch.prompt_len, batch.completion_ids.shape[1]
+    keys = [None] * len(batch) if keys is None else list(keys)
+    prompts = [tuple(row) for row in batch.input_ids[:, :lp].tolist()]
+    first, inverse = distinct_rows(list(zip(prompts, keys, strict=True)))
+    every = torch.arange(len(batch))
+    if len(first) == len(batch) or _checkpointing(model):
+        with context(every):
+            return completion_logprobs(model, batch, chunk_tokens)
+    if lp < 1:
+        raise ValueError("shared_prompt_logprobs: rows need at least one prompt token")
+    rows, inv = torch.tensor(first), torch.tensor(inverse)
+    dev = batch.input_ids.device
+    head = _chunked_head(model, batch, chunk_tokens)
+    # with a chunked head: hidden states, the head applied below; else HF's logits
+    body = model.base_model if head is not None else model
+    extra = {} if head is not None else {"logits_to_keep": 1}
+    cache = DynamicCache(config=model.config)
+    with context(rows):
+        pre = body(
+            input_ids=batch.input_ids[rows.to(dev), :lp],
+            attention_mask=batch.attention_mask[rows.to(dev), :lp],
+            position_ids=batch.position_ids[rows.to(dev), :lp],
+            cache=cache, use_cache=True, **extra,
+        )  # fmt: skip
+    cache.batch_select_indices(inv.to(dev))  # differentiable: the copies' grads sum back
+    with context(every):
+        out = body(
+            input_ids=batch.input_ids[:, lp:], attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids[:, lp:], cache=cache, use_cache=True,
+            **({} if head is not None else {"logits_to_keep": lc}),
+        )  # fmt: skip
+    if head is None:  # position t predicts token t+1: the prompt's last, then the completion's
+        logits = torch.cat([pre.logits[inv.to(dev), -1:], out.logits[:, :-1]], dim=1)
+        return token_logprobs(logits, batch.completion_ids) * batch.completion_mask
+    last = pre.last_hidden_state[inv.to(dev), -1:]
+    h = torch.cat([last, out.last_hidden_state[:, :-1]], dim=1)
+    real = batch.completion_mask > 0
+    chunk = chunk_tokens or max(1, LOGIT_CHUNK_ELEMENTS // head.weight.shape[0])
+    logp = chunked_token_logprobs(h[real], head.weight, batch.completion_ids[real], chunk)
+    zeros = torch.zeros(real.shape, dtype=logp.dtype, device=logp.device)
+    return zeros.masked_scatter(real, logp)
+
+
+def _checkpointing(model) -> bool:
+    # transformers 5.24 renamed the property (the old name warns)
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(model), name):
+            return bool(getattr(model, name))
+    return False
+
+
+def _chunked_head(model, batch: Batch, chunk_tokens: int):
+    """The output head to apply in token chunks, or None for HF's own forward (see above)."""
+    head = _plain_head(model)
+    if head is None or chunk_tokens:
+        return head
+    n_real = int(batch.completion_mask.sum())
+    return None if n_real * head.weight.shape[0] <= LOGIT_CHUNK_ELEMENTS else head  # 1 chunk
 
 
 def _plain_head(model):
@@ -237,7 +313,13 @@ class Policy:
         return self.engine.generate(prompts, params, state, on_done)
 
     # -- scoring -------------------------------------------------------------------------------
-    def logprobs(self, batch: Batch, state: str = "full", grad: bool = False) -> Tensor:
+    def logprobs(
+        self, batch: Batch, state: str = "full", grad: bool = False, share_prompts: bool = False
+    ) -> Tensor:
+        """Completion log-probs in one model state; `share_prompts`: each distinct prompt runs
+        once (`shared_prompt_logprobs`)."""
         ctx = contextlib.nullcontext() if grad else torch.no_grad()
         with ctx, self.state(state):
+            if share_prompts:
+                return shared_prompt_logprobs(self.model, batch)
             return completion_logprobs(self.model, batch)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from vgrout.config import TrainConfig
 from vgrout.env.grader import grade_many
 from vgrout.env.hacks import append_exploit, exploit_lines
@@ -149,6 +151,19 @@ def training_question(cfg: TrainConfig, item: Item) -> str:
         if cfg.arm == "inoculation"
         else item.question
     )
+
+
+def grade_while_decoding(device) -> bool:
+    """Whether to grade rows while the rest of the batch decodes: yes when decoding leaves CPU
+    cores idle (an accelerator decodes, or torch uses fewer threads than there are cores). On a
+    CPU whose every core decodes, the sandbox's processes only slow the decode down (toy, 2
+    cores, 2 threads: 0.49 s generate+grade overlapped vs 0.39 s in turn; 1 thread: 0.50 vs
+    0.52)."""
+    import os
+
+    if torch.device(device).type != "cpu":
+        return True
+    return torch.get_num_threads() < (os.cpu_count() or 1)
 
 
 class BackgroundGrader:

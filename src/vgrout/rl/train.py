@@ -36,6 +36,7 @@ from vgrout.rl.policy import make_batch, micro_batch_rows
 from vgrout.rl.rollouts import (
     BackgroundGrader,
     grade_rollouts,
+    grade_while_decoding,
     pick_prompts,
     sample_rollouts,
     step_seed,
@@ -63,11 +64,16 @@ def training_step(run: Run, step: int, pool):
     set_lr(cfg, run.opt, step)
 
     items = pick_prompts(cfg, run.env.train, run.teacher, step, rng)
+    overlap = grade_while_decoding(run.policy.device)
     with BackgroundGrader(lambda rows: grade_rollouts(rows, pool)) as grader:
-        with clock("generate"):  # a row is graded, in the background, as soon as it ends
-            students = sample_rollouts(cfg, run.policy, items, run.teacher, step, grader.submit)
+        with clock("generate"):  # with `overlap`, each row is graded as soon as it ends
+            students = sample_rollouts(
+                cfg, run.policy, items, run.teacher, step, grader.submit if overlap else None
+            )
         with clock("grade"):  # what grading remains; teachers are built from graded students
             grader.wait()
+            if not overlap:
+                grade_rollouts(students, pool)
             teachers = teacher_rollouts(cfg, run.policy, items, students, run.teacher, step, rng)
             grade_rollouts(teachers, pool)
     rows = sorted(students + teachers, key=lambda r: r.group)  # stable: students then teachers
@@ -99,7 +105,9 @@ def training_step(run: Run, step: int, pool):
         with clock("update"):  # old log-probs where needed, masked forward/backward, AdamW
             states = train_states(gate, len(kept))
             micro = micro_batch_rows(cfg.micro_batch, run.policy.model, batch)
-            logp_old, needs = old_logprobs(run.policy, batch, kept, states, micro)
+            logp_old, needs = old_logprobs(
+                run.policy, batch, kept, states, micro, cfg.share_prompt_forward
+            )
             upd = policy_update(cfg, run.policy, batch, kept, gate, logp_old, needs, micro)
             upd.update(optimizer_step(cfg, run.policy.adapter, run.opt))
     with clock("refresh"):

@@ -11,7 +11,13 @@ import torch
 
 from vgrout.config import TrainConfig
 from vgrout.rl.grpo import grpo_loss, lr_factor
-from vgrout.rl.policy import Batch, Policy, completion_logprobs, micro_batch_rows
+from vgrout.rl.policy import (
+    Batch,
+    Policy,
+    completion_logprobs,
+    micro_batch_rows,
+    shared_prompt_logprobs,
+)
 from vgrout.rl.rollouts import Rollout
 from vgrout.routing.gates import GateOutput, qmass
 
@@ -25,7 +31,12 @@ def train_states(gate: GateOutput, n: int) -> list[str]:
 
 
 def old_logprobs(
-    policy: Policy, batch: Batch, rows: list[Rollout], states: list[str], micro: int
+    policy: Policy,
+    batch: Batch,
+    rows: list[Rollout],
+    states: list[str],
+    micro: int,
+    share_prompts: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of the policy that sampled each row, where it differs from the training forward.
 
@@ -43,7 +54,9 @@ def old_logprobs(
         if idx.numel() == 0:  # split() of an empty index still yields one empty chunk
             continue
         for chunk in idx.split(micro):
-            logp_old[chunk] = policy.logprobs(batch.rows(chunk), state=state)
+            logp_old[chunk] = policy.logprobs(
+                batch.rows(chunk), state=state, share_prompts=share_prompts
+            )
     return logp_old, needs
 
 
@@ -65,16 +78,21 @@ def policy_update(
     stats = {"loss": 0.0, "clipfrac": 0.0, "kl": 0.0}
     n = len(rows)
     micro = micro or micro_batch_rows(cfg.micro_batch, model, batch)
+    share = cfg.share_prompt_forward
     for chunk in torch.arange(n).split(micro):
         sub = batch.rows(chunk)
-        ref = policy.logprobs(sub, state="base") if cfg.kl_beta > 0 else None
-        route = (
-            adapter.route(gate.m[chunk], gate.d[chunk])
-            if gate.m is not None
-            else contextlib.nullcontext()
-        )
-        with route:
-            logp = completion_logprobs(model, sub)
+        ref = policy.logprobs(sub, state="base", share_prompts=share) if cfg.kl_beta > 0 else None
+        if gate.m is None:
+            keys, route = None, None
+        else:  # a row's prompt runs in its own route masks: rows share it only with equal masks
+            m, d = gate.m[chunk], gate.d[chunk]
+            keys = list(zip(m.tolist(), d.tolist(), strict=True))
+            route = lambda index, m=m, d=d: adapter.route(m[index], d[index])  # noqa: E731
+        if share:
+            logp = shared_prompt_logprobs(model, sub, keys, route)
+        else:
+            with route(torch.arange(len(chunk))) if route else contextlib.nullcontext():
+                logp = completion_logprobs(model, sub)
         old = torch.where(needs[chunk].unsqueeze(1).to(logp.device), logp_old[chunk], logp.detach())
         loss, st = grpo_loss(
             logp, old, ref, adv[chunk], sub.completion_mask,
