@@ -569,3 +569,11 @@ def test_bench_grader_reports_the_ratio_last():
     assert lines[-1].startswith("speed-up: ") and lines[-1].endswith("x (pool / naive)")
     assert float(lines[-1].split()[1].rstrip("x")) > 0
     assert any("programs/s" in line for line in lines)
+
+
+def test_compiling_model_code_prints_no_syntax_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a SyntaxWarning escaping compiles() would raise here
+        assert grader.compiles("x = 1(2)\ny = 3[4]\n") == (True, None)

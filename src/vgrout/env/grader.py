@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import ast
 import secrets
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -181,7 +182,11 @@ _Failed, _NotLiteral, _read_values, _nonce_lines = Failed, NotLiteral, read_valu
 
 def compiles(code: str) -> tuple[bool, str | None]:
     try:
-        compile(code, "<solution>", "exec", dont_inherit=True)
+        # the model's code is not ours: its SyntaxWarnings ("'int' object is not callable;
+        # perhaps you missed a comma?") would only clutter the trainer's stderr
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            compile(code, "<solution>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
         return False, f"{type(exc).__name__}: {getattr(exc, 'msg', exc)}"
     return True, None
