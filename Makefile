@@ -33,7 +33,7 @@ sweep-demo: install
 	$(BIN)/vgrout report $(SWEEP_DEMO) && exit $$status
 
 # The main arms at the current defaults, seeds 0-4 (sweeps/main-arms.toml: 30 runs, 2 at a time;
-# ~1.5 h on 2 cores), then the report and a copy of it in docs/evidence/main-arms/.
+# ~1 h on 2 cores), then the report and a copy of it in docs/evidence/main-arms/.
 MAIN_ARMS ?= runs/main-arms
 main-arms: install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/main-arms.toml --backend local --jobs 2 \
@@ -59,7 +59,7 @@ clean:
 # The toy's evidence (sweeps/evidence.toml: 65 runs, 2 at a time; hours on 2 cores). Resumable:
 # a re-run skips finished runs and resumes killed ones. Then the classifier analysis of the
 # direction arms, the report, and a copy of report, plots and runs.csv in docs/evidence/.
-# The spec pins the decode mode the published runs were made with (mixed_decode=auto).
+# The spec pins how the published runs were made (mixed_decode=auto, share_prompt_forward=false).
 EVIDENCE ?= runs/evidence
 evidence: install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/evidence.toml --backend local --jobs 2 \
