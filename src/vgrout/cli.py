@@ -67,7 +67,7 @@ def cmd_bench(args) -> int:
         from vgrout.bench.step import bench_step
 
         bench_step(
-            steps=args.steps or 4,
+            steps=4 if args.steps is None else args.steps,
             preset=args.preset,
             random_weights=args.random_weights,
             shape=args.shape,
@@ -78,7 +78,11 @@ def cmd_bench(args) -> int:
     elif args.what == "trl":
         from vgrout.bench.trl import bench_trl
 
-        bench_trl(steps=args.steps or 8, warmup=args.warmup, overrides=tuple(args.set or ()))
+        bench_trl(
+            steps=8 if args.steps is None else args.steps,
+            warmup=args.warmup,
+            overrides=tuple(args.set or ()),
+        )
     elif args.what == "generate":
         from vgrout.bench.generate import bench_generate
 

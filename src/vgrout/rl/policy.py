@@ -120,6 +120,12 @@ def completion_logprobs(model, batch: Batch, chunk_tokens: int = 0) -> Tensor:
     ).last_hidden_state
     lp = batch.prompt_len
     h = hidden[:, lp - 1 : lp + lc - 1]  # the positions that predict the completion tokens
+    return _head_logprobs(h, head, batch, chunk_tokens)
+
+
+def _head_logprobs(h: Tensor, head, batch: Batch, chunk_tokens: int) -> Tensor:
+    """[N, Lc] log-probs of the completion tokens from the hidden states that predict them
+    (h [N, Lc, H]), the output head applied over `chunk_tokens` real tokens at a time."""
     real = batch.completion_mask > 0
     chunk = chunk_tokens or max(1, LOGIT_CHUNK_ELEMENTS // head.weight.shape[0])
     logp = chunked_token_logprobs(h[real], head.weight, batch.completion_ids[real], chunk)
@@ -147,6 +153,8 @@ def shared_prompt_logprobs(
 
     context = rows_context or (lambda _index: contextlib.nullcontext())
     lp, lc = batch.prompt_len, batch.completion_ids.shape[1]
+    if lp < 1:
+        raise ValueError("shared_prompt_logprobs: rows need at least one prompt token")
     keys = [None] * len(batch) if keys is None else list(keys)
     prompts = [tuple(row) for row in batch.input_ids[:, :lp].tolist()]
     first, inverse = distinct_rows(list(zip(prompts, keys, strict=True)))
@@ -154,10 +162,9 @@ def shared_prompt_logprobs(
     if len(first) == len(batch) or _checkpointing(model):
         with context(every):
             return completion_logprobs(model, batch, chunk_tokens)
-    if lp < 1:
-        raise ValueError("shared_prompt_logprobs: rows need at least one prompt token")
-    rows, inv = torch.tensor(first), torch.tensor(inverse)
+    rows = torch.tensor(first)  # on the CPU, like the route masks it indexes
     dev = batch.input_ids.device
+    on_dev, inv = rows.to(dev), torch.tensor(inverse, device=dev)
     head = _chunked_head(model, batch, chunk_tokens)
     # with a chunked head: hidden states, the head applied below; else HF's logits
     body = model.base_model if head is not None else model
@@ -165,12 +172,12 @@ def shared_prompt_logprobs(
     cache = DynamicCache(config=model.config)
     with context(rows):
         pre = body(
-            input_ids=batch.input_ids[rows.to(dev), :lp],
-            attention_mask=batch.attention_mask[rows.to(dev), :lp],
-            position_ids=batch.position_ids[rows.to(dev), :lp],
+            input_ids=batch.input_ids[on_dev, :lp],
+            attention_mask=batch.attention_mask[on_dev, :lp],
+            position_ids=batch.position_ids[on_dev, :lp],
             cache=cache, use_cache=True, **extra,
         )  # fmt: skip
-    cache.batch_select_indices(inv.to(dev))  # differentiable: the copies' grads sum back
+    cache.batch_select_indices(inv)  # differentiable: the copies' grads sum back
     with context(every):
         out = body(
             input_ids=batch.input_ids[:, lp:], attention_mask=batch.attention_mask,
@@ -178,15 +185,10 @@ def shared_prompt_logprobs(
             **({} if head is not None else {"logits_to_keep": lc}),
         )  # fmt: skip
     if head is None:  # position t predicts token t+1: the prompt's last, then the completion's
-        logits = torch.cat([pre.logits[inv.to(dev), -1:], out.logits[:, :-1]], dim=1)
+        logits = torch.cat([pre.logits[inv, -1:], out.logits[:, :-1]], dim=1)
         return token_logprobs(logits, batch.completion_ids) * batch.completion_mask
-    last = pre.last_hidden_state[inv.to(dev), -1:]
-    h = torch.cat([last, out.last_hidden_state[:, :-1]], dim=1)
-    real = batch.completion_mask > 0
-    chunk = chunk_tokens or max(1, LOGIT_CHUNK_ELEMENTS // head.weight.shape[0])
-    logp = chunked_token_logprobs(h[real], head.weight, batch.completion_ids[real], chunk)
-    zeros = torch.zeros(real.shape, dtype=logp.dtype, device=logp.device)
-    return zeros.masked_scatter(real, logp)
+    h = torch.cat([pre.last_hidden_state[inv, -1:], out.last_hidden_state[:, :-1]], dim=1)
+    return _head_logprobs(h, head, batch, chunk_tokens)
 
 
 def _checkpointing(model) -> bool:

@@ -212,10 +212,13 @@ class BackgroundGrader:
             raise RuntimeError("BackgroundGrader.submit after wait()")
         self._queue.put(row)
 
-    def wait(self) -> None:
+    def _stop(self) -> None:
         if self._thread.is_alive():
             self._queue.put(self._STOP)
             self._thread.join()
+
+    def wait(self) -> None:
+        self._stop()
         if self._error is not None:
             raise self._error
 
@@ -223,9 +226,7 @@ class BackgroundGrader:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._thread.is_alive():
-            self._queue.put(self._STOP)
-            self._thread.join()
+        self._stop()
 
 
 def grade_rollouts(rows: list[Rollout], pool) -> None:
