@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo sweep-demo evidence main-arms test lint format bench clean
+.PHONY: install demo sweep-demo evidence main-arms probe-tokens test lint format bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ main-arms: install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/main-arms.toml --backend local --jobs 2 \
 		--out $(MAIN_ARMS) || status=$$?; \
 	$(BIN)/vgrout report $(MAIN_ARMS) --publish docs/evidence/main-arms && exit $$status
+
+# routeV's c-probe on completion positions only vs every position, with placebos and none
+# (sweeps/probe-tokens.toml: 25 runs, 2 at a time; ~40 min on 2 cores), then the report and a copy
+# in docs/evidence/probe-tokens/.
+PROBE_TOKENS ?= runs/probe-tokens
+probe-tokens: install
+	status=0; $(BIN)/vgrout sweep --spec sweeps/probe-tokens.toml --backend local --jobs 2 \
+		--out $(PROBE_TOKENS) || status=$$?; \
+	$(BIN)/vgrout report $(PROBE_TOKENS) --publish docs/evidence/probe-tokens && exit $$status
 
 test: install
 	$(BIN)/ruff check src tests

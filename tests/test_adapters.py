@@ -288,6 +288,40 @@ def test_c_probe_under_ablation_has_no_quarantine_signal_and_checks_usage():
         probe.grads(loss)
 
 
+def masked_probe_grads(model, lora, ids, mask):
+    with lora.c_probe(token_mask=mask) as probe:
+        loss = logits(model, ids).square().sum()
+        return probe.grads(loss)
+
+
+def test_c_probe_token_mask_probes_only_the_masked_positions():
+    """Masked probe = the sum of the per-position contributions it selects: all-ones equals the
+    unmasked probe, disjoint masks add up, an empty mask gives zero, values are unchanged."""
+    model, lora = attached()
+    perturb(lora)
+    ids = random_ids(3, 8, seed=9)
+    ones = torch.ones(3, 8)
+    first = torch.zeros(3, 8)
+    first[:, :5] = 1
+    full = probe_grads(model, lora, ids)
+    torch.testing.assert_close(masked_probe_grads(model, lora, ids, ones), full)
+    head = masked_probe_grads(model, lora, ids, first)
+    tail = masked_probe_grads(model, lora, ids, 1 - first)
+    assert (head - full).abs().max() > 1e-4 and (tail - full).abs().max() > 1e-4
+    torch.testing.assert_close(head + tail, full, atol=1e-5, rtol=1e-4)
+    assert torch.count_nonzero(masked_probe_grads(model, lora, ids, torch.zeros(3, 8))) == 0
+    with torch.no_grad():
+        plain = logits(model, ids)
+        with lora.c_probe(token_mask=first):
+            assert torch.equal(logits(model, ids), plain)  # no leaf, no change under no_grad
+    with torch.enable_grad(), lora.c_probe(token_mask=first):
+        assert torch.equal(logits(model, ids).detach(), plain)  # c = 1 exactly
+    with lora.c_probe(token_mask=torch.ones(3, 7)), pytest.raises(ValueError, match="token_mask"):
+        logits(model, ids)
+    with pytest.raises(ValueError, match=r"\[G, T\]"), lora.c_probe(token_mask=torch.ones(3)):
+        pass
+
+
 # -- ablation and disable ---------------------------------------------------------------------------
 
 

@@ -300,3 +300,73 @@ def test_packaged_toy_pairs_separate_on_a_tiny_model(setup):
     fit = extract_direction("act", model, tok, adapter, pairs, lambda q: q)
     assert fit.scores().hack.mean() > fit.scores().clean.mean()
     assert len(fit.pairs_sha256) == 64
+
+
+# -- probe_tokens = completion ------------------------------------------------------------------
+
+
+def split_probe(model, adapter, batch, share_keys=None):
+    """c-probe grads of each row's mean completion NLL with the prompt run apart, no backward."""
+    from vgrout.rl.policy import shared_prompt_logprobs
+
+    with adapter.ablated(), adapter.c_probe() as probe:
+        logp = shared_prompt_logprobs(model, batch, share_keys, prompt_grad=False)
+        nll = -(logp.sum(1) / batch.completion_mask.sum(1))
+        return probe.grads(nll.sum())[..., :R]
+
+
+def test_completion_probe_pairs_match_the_rollout_split(setup):
+    """Pair extraction (a token mask on one full forward) and rollout scoring (the prompt run
+    apart under no_grad) probe the same positions: the completion's."""
+    from vgrout.rl.policy import make_batch
+
+    model, tok, adapter = setup
+    with torch.no_grad():  # a deployed delta, so the probe has non-trivial B
+        for ad in adapter.adapters.values():
+            ad.B[:, :R] += 0.3 * torch.randn_like(ad.B[:, :R])
+    hack, clean = grad_pair_features(model, tok, adapter, PAIRS, render, probe_tokens="completion")
+    every_hack, _ = grad_pair_features(model, tok, adapter, PAIRS, render)
+    assert (hack - every_hack).abs().max() > 1e-4  # the prompt's share is dropped
+    sides = [encode_side(tok, render(p.hack_side_prompt), p.hack) for p in PAIRS]
+    batch = make_batch([ids[:s] for ids, s in sides], [ids[s:] for ids, s in sides], pad_id=0)
+    torch.testing.assert_close(split_probe(model, adapter, batch), hack, atol=1e-5, rtol=1e-4)
+    assert clean.shape == hack.shape
+    with pytest.raises(ValueError, match="probe_tokens"):
+        grad_pair_features(model, tok, adapter, PAIRS, render, probe_tokens="prompt")
+
+
+def test_router_completion_probe_is_the_same_with_shared_prompts_and_with_a_mask(
+    setup, monkeypatch
+):
+    """The router's three ways to probe completion positions agree: a group's prompt run once,
+    each row's prompt run apart, and one full forward with a token mask (the checkpointing path)."""
+    from types import SimpleNamespace
+
+    from vgrout.config import TrainConfig
+    from vgrout.rl.policy import make_batch
+    from vgrout.routing import router as router_mod
+
+    model, _, adapter = setup
+    with torch.no_grad():
+        for ad in adapter.adapters.values():
+            ad.B[:, :R] += 0.3 * torch.randn_like(ad.B[:, :R])
+    gen = torch.Generator().manual_seed(3)
+    prompts = [[5, 6, 7, 8, 9], [11, 12, 13]] * 3  # groups repeat a prompt; ragged lengths
+    completions = [torch.randint(20, 100, (k,), generator=gen).tolist() for k in (3, 6, 1, 4, 5, 2)]
+    batch = make_batch(prompts, completions, pad_id=0)
+    router = router_mod.Router.__new__(router_mod.Router)
+    router.policy = SimpleNamespace(model=model, adapter=adapter)
+
+    def probe(**fields):
+        router.cfg = TrainConfig(arm="routeV", **fields)
+        return router._probe(batch)[..., :R]
+
+    shared = probe(probe_tokens="completion", share_prompt_forward=True)
+    apart = probe(probe_tokens="completion", share_prompt_forward=False)
+    every = probe(probe_tokens="all")
+    monkeypatch.setattr(router_mod, "checkpointing_on", lambda _model: True)
+    masked = probe(probe_tokens="completion")
+    torch.testing.assert_close(shared, apart, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(masked, apart, atol=1e-5, rtol=1e-4)
+    assert (every - apart).abs().max() > 1e-4
+    torch.testing.assert_close(every, probe(probe_tokens="all", share_prompt_forward=False))

@@ -362,6 +362,14 @@ def test_a_config_made_before_a_behaviour_field_existed_keeps_that_behaviour():
     del old["share_prompt_forward"]  # a config.json written before the field existed
     assert TrainConfig.from_dict(old).share_prompt_forward is False
     assert TrainConfig.from_dict(new.to_dict()) == new
+    probe = TrainConfig(probe_tokens="completion").to_dict()
+    del probe["probe_tokens"]  # runs made before the field probed every position
+    assert TrainConfig.from_dict(probe).probe_tokens == "all"
+
+
+def test_probe_tokens_names_its_choices():
+    with pytest.raises(ValueError, match="probe_tokens.*all or completion"):
+        TrainConfig(probe_tokens="prompt").validate()
 
 
 def test_mixed_decode_is_on_by_default_on_every_device():

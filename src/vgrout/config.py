@@ -35,7 +35,7 @@ INITS = ("gaussian", "pissa", "corda", "scorda", "scorda_rev")
 BANDS = ("quantile", "pairs")
 
 
-ABSENT_MEANS = {"share_prompt_forward": False}
+ABSENT_MEANS = {"share_prompt_forward": False, "probe_tokens": "all"}
 """Fields whose default changed behaviour when they were added: a config.json without one was made
 before, so it is read with the old behaviour (resuming or re-running it gives its numbers)."""
 
@@ -223,6 +223,14 @@ class TrainConfig:
     """Capacity of the run-long score buffer (larger than the total rollouts of a toy run)."""
     refresh_every: int = 5
     """Re-extract the direction every N steps (under ablation); placebo directions never refresh."""
+    probe_tokens: str = "all"
+    """Positions the c-probe scales, for routeV's rollout scores and its pair extraction (and
+    advantage_mod with kind `grad`). `all`: every prompt and completion position, so a rollout's
+    feature is its mean-NLL gradient projected onto each deployed rank-1 component
+    (<dL/dB[:, k], B[:, k]>; see routing/directions.py). `completion`: the completion's positions
+    only: the part of that gradient that flows through the completion's own activations; the
+    prompt is then run once per group, without a backward (faster: the toy's prompts are ~70% of
+    a rollout's tokens)."""
     placebo_seed: int = -1
     """>= 0 replaces the extracted direction by a Haar-random one (same machinery, no information)."""
     recall: float = 0.5
@@ -294,6 +302,8 @@ class TrainConfig:
             raise bad("teacher_style", "choose append or cached")
         if self.mixed_decode not in ("auto", "on", "off"):
             raise bad("mixed_decode", "choose auto, on or off")
+        if self.probe_tokens not in ("all", "completion"):
+            raise bad("probe_tokens", "choose all or completion")
         if self.keep_baseline not in ("group", "keep"):
             raise bad("keep_baseline", "choose group or keep")
         if self.teacher_importance not in ("on_policy", "drop_negative"):

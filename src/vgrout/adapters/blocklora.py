@@ -234,10 +234,11 @@ class BlockLoRA:
             yield
 
     @contextmanager
-    def c_probe(self) -> Iterator[Probe]:
-        """Yield a Probe; run one forward, then `probe.grads(loss)` -> [G, M, 2r]."""
+    def c_probe(self, token_mask: Tensor | None = None) -> Iterator[Probe]:
+        """Yield a Probe; run one forward, then `probe.grads(loss)` -> [G, M, 2r]. With
+        `token_mask` [G, T] (matching the forward), only the masked positions are probed."""
         self._not_merged("c_probe()")
-        probe = Probe(self.module_names, self.r)
+        probe = Probe(self.module_names, self.r, token_mask)
         with self._set(probe=probe):
             yield probe
 

@@ -24,7 +24,7 @@ class _BlockDelta(torch.autograd.Function):
 
     Inputs (all in the activation dtype; the optional ones may be None), k = number of slots:
         x [.., d_in]; a, a0 [k, d_in]; b, b0 [d_out, k];
-        c [G, 1.., k]      c-probe scale (value 1), multiplies h = A x;
+        c [G, 1.., k]      c-probe scale (value 1), multiplies h = A x ([G, T, k] if masked);
         scale [G, 1.., k]  forward scale per rollout and slot (0 drops the quarantine: m = 0);
         keep [G, 1.., k]   parameter-gradient mask per rollout and slot (0 on the deployed slots
                            for d = 1); it never touches the gradient to x or c.
@@ -61,8 +61,9 @@ class _BlockDelta(torch.autograd.Function):
             grad_b = _rows(grad_out).T @ _rows(hs_kept)
         if c is not None:
             g_hc = g_hh[..., :k]
-            if ctx.needs_input_grad[5]:
-                grad_c = (g_hc * h).sum(dim=tuple(range(1, h.dim() - 1)), keepdim=True)
+            if ctx.needs_input_grad[5]:  # sum over the dims c broadcasts along (tokens)
+                dims = tuple(i for i in range(1, h.dim() - 1) if c.shape[i] == 1)
+                grad_c = (g_hc * h).sum(dim=dims, keepdim=True) if dims else g_hc * h
             g_hh = torch.cat([g_hc * c, g_hh[..., k:]], -1)
         if ctx.needs_input_grad[1]:
             g_h = g_hh[..., :k] if keep is None else g_hh[..., :k] * keep
@@ -141,12 +142,34 @@ class Probe:
     Inside `BlockLoRA.c_probe()`, each adapted module's forward (with grad enabled) creates a fresh
     leaf c [G, 2r] of ones and uses h = (A x) * c. Because rollouts never interact in the forward,
     one backward of sum_g loss_g gives dloss_g/dc[g] for every rollout g.
+
+    With `token_mask` [G, T] (the forward's batch and positions), c scales h only where the mask
+    is 1: h = (A x) * (1 + mask * (c - 1)), the same values, and dloss_g/dc[g] sums over the
+    masked positions only (e.g. the completion's tokens, not the prompt's).
     """
 
-    def __init__(self, module_names: Sequence[str], r: int) -> None:
+    def __init__(self, module_names: Sequence[str], r: int, token_mask: Tensor | None = None):
         self.module_names = list(module_names)
         self.r = r
         self._leaves: dict[str, list[Tensor]] = {n: [] for n in self.module_names}
+        if token_mask is not None and token_mask.dim() != 2:
+            raise ValueError(f"token_mask must be [G, T], got shape {tuple(token_mask.shape)}")
+        self.token_mask = None if token_mask is None else token_mask.detach()
+
+    def scale(self, name: str, x: Tensor) -> Tensor:
+        """A fresh leaf for module `name`'s forward of x [G, .., d], as the scale of h [G, .., 2r]."""
+        c = self._leaf(name, x.shape[0], x.device)
+        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (2 * self.r,)
+        c = c.to(x.dtype).reshape(shape)
+        if self.token_mask is None:
+            return c
+        if x.dim() != 3 or tuple(x.shape[:2]) != tuple(self.token_mask.shape):
+            raise ValueError(
+                f"c-probe token_mask {tuple(self.token_mask.shape)} does not match the forward's "
+                f"batch and positions {tuple(x.shape[:2])}"
+            )
+        mask = self.token_mask.to(x.device, x.dtype)[..., None]
+        return 1 + mask * (c - 1)
 
     def _leaf(self, name: str, num_rows: int, device: torch.device) -> Tensor:
         c = torch.ones(num_rows, 2 * self.r, device=device, requires_grad=True)
@@ -277,8 +300,7 @@ def _adapter_delta(x: Tensor, ad: ModuleAdapter, state: _State, name: str) -> Te
     if state.route is not None:
         scale, keep = state.route.slot_masks(x)
     if state.probe is not None and torch.is_grad_enabled():
-        leaf = state.probe._leaf(name, x.shape[0], x.device)
-        c = leaf.to(dt).reshape((x.shape[0],) + (1,) * (x.dim() - 2) + (2 * r,))
+        c = state.probe.scale(name, x)
     slots = slice(0, r) if state.ablated else slice(0, 2 * r)
     if state.ablated:  # only the deployed slots run: the quarantine contributes exactly zero
         scale, keep, c = (None if t is None else t[..., slots] for t in (scale, keep, c))

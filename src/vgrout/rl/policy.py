@@ -134,7 +134,12 @@ def _head_logprobs(h: Tensor, head, batch: Batch, chunk_tokens: int) -> Tensor:
 
 
 def shared_prompt_logprobs(
-    model, batch: Batch, keys: Sequence | None = None, rows_context=None, chunk_tokens: int = 0
+    model,
+    batch: Batch,
+    keys: Sequence | None = None,
+    rows_context=None,
+    chunk_tokens: int = 0,
+    prompt_grad: bool = True,
 ) -> Tensor:
     """`completion_logprobs`, with each distinct prompt run once (a GRPO group's G rows share it).
 
@@ -146,6 +151,10 @@ def shared_prompt_logprobs(
     that puts batch rows `index` (a LongTensor) into their state (None: nothing to set). Falls
     back to the per-row forward when no prompt repeats or under gradient checkpointing (which
     turns HF's cache off).
+
+    `prompt_grad=False` runs the prompts under no_grad, always split from the completions: nothing
+    is differentiated through the prompt (a c-probe then sees the completion's positions only).
+    It needs HF's cache, so it refuses a model with gradient checkpointing on.
     """
     from transformers import DynamicCache
 
@@ -159,7 +168,12 @@ def shared_prompt_logprobs(
     prompts = [tuple(row) for row in batch.input_ids[:, :lp].tolist()]
     first, inverse = distinct_rows(list(zip(prompts, keys, strict=True)))
     every = torch.arange(len(batch))
-    if len(first) == len(batch) or _checkpointing(model):
+    if not prompt_grad and checkpointing_on(model):
+        raise ValueError(
+            "shared_prompt_logprobs(prompt_grad=False) needs the KV cache, which gradient "
+            "checkpointing turns off: disable checkpointing, or probe with a token mask instead"
+        )
+    if prompt_grad and (len(first) == len(batch) or checkpointing_on(model)):
         with context(every):
             return completion_logprobs(model, batch, chunk_tokens)
     rows = torch.tensor(first)  # on the CPU, like the route masks it indexes
@@ -170,7 +184,7 @@ def shared_prompt_logprobs(
     body = model.base_model if head is not None else model
     extra = {} if head is not None else {"logits_to_keep": 1}
     cache = DynamicCache(config=model.config)
-    with context(rows):
+    with context(rows), contextlib.nullcontext() if prompt_grad else torch.no_grad():
         pre = body(
             input_ids=batch.input_ids[on_dev, :lp],
             attention_mask=batch.attention_mask[on_dev, :lp],
@@ -191,7 +205,7 @@ def shared_prompt_logprobs(
     return _head_logprobs(h, head, batch, chunk_tokens)
 
 
-def _checkpointing(model) -> bool:
+def checkpointing_on(model) -> bool:
     # transformers 5.24 renamed the property (the old name warns)
     for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
         if hasattr(type(model), name):

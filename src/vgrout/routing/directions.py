@@ -174,13 +174,22 @@ def completion_nll(logits: torch.Tensor, input_ids: torch.Tensor, completion_mas
 
 
 def grad_pair_features(
-    model, tokenizer, adapter, pairs, render: Render, batch_size: int = 8
+    model,
+    tokenizer,
+    adapter,
+    pairs,
+    render: Render,
+    batch_size: int = 8,
+    probe_tokens: str = "all",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(hack, clean) deployed c-probe gradients of each side's mean completion NLL, fp32 [P, M, r].
 
     One backward per batch: the loss is the sum of the rows' NLLs and rows never interact (causal
     attention, right padding), so row g's c-gradient is its own. Parameter .grad is not touched.
+    `probe_tokens`: `all` positions, or the `completion`'s only (config.probe_tokens).
     """
+    if probe_tokens not in ("all", "completion"):
+        raise ValueError(f"probe_tokens must be 'all' or 'completion'; got {probe_tokens!r}")
     pairs = _as_pairs(pairs)
     sides = _sides(tokenizer, pairs, render)
     device = _device(model)
@@ -189,7 +198,8 @@ def grad_pair_features(
     with _eval_ablated(model, adapter), torch.enable_grad():
         for i in range(0, len(sides), batch_size):
             b = batch_sides(sides[i : i + batch_size], _pad_id(tokenizer))
-            with adapter.c_probe() as probe:
+            mask = b.completion_mask.to(device) if probe_tokens == "completion" else None
+            with adapter.c_probe(token_mask=mask) as probe:
                 logits = model(
                     input_ids=b.input_ids.to(device),
                     attention_mask=b.attention_mask.to(device),
@@ -305,14 +315,26 @@ class DirectionFit:
 
 
 def extract_direction(
-    kind: str, model, tokenizer, adapter, pairs, render: Render, batch_size: int = 8
+    kind: str,
+    model,
+    tokenizer,
+    adapter,
+    pairs,
+    render: Render,
+    batch_size: int = 8,
+    probe_tokens: str = "all",
 ) -> DirectionFit:
-    """kind "act" (routeA) or "grad" (routeV): features, direction and the pair-set hash at once."""
-    features = {"act": act_pair_features, "grad": grad_pair_features}
-    if kind not in features:
+    """kind "act" (routeA) or "grad" (routeV): features, direction and the pair-set hash at once.
+    `probe_tokens` (grad only): the c-probe's positions, `all` or `completion`."""
+    if kind not in ("act", "grad"):
         raise ValueError(f"direction kind must be 'act' or 'grad'; got {kind!r}")
     plist = _as_pairs(pairs)
-    hack, clean = features[kind](model, tokenizer, adapter, plist, render, batch_size)
+    if kind == "act":
+        hack, clean = act_pair_features(model, tokenizer, adapter, plist, render, batch_size)
+    else:
+        hack, clean = grad_pair_features(
+            model, tokenizer, adapter, plist, render, batch_size, probe_tokens
+        )
     return DirectionFit(
         kind, direction_from_features(hack, clean), hack, clean, pairs_sha256(plist)
     )

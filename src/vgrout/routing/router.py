@@ -15,7 +15,14 @@ from __future__ import annotations
 import torch
 
 from vgrout.config import DIRECTION_ARMS, LABEL_ARMS, TrainConfig
-from vgrout.rl.policy import Batch, Policy, completion_logprobs, micro_batch_rows
+from vgrout.rl.policy import (
+    Batch,
+    Policy,
+    checkpointing_on,
+    completion_logprobs,
+    micro_batch_rows,
+    shared_prompt_logprobs,
+)
 from vgrout.routing.directions import extract_direction, haar_placebo
 from vgrout.routing.gates import (
     PairBand,
@@ -57,7 +64,13 @@ class Router:
         """(Re-)extract the direction from the pairs under ablation; placebo replaces it once."""
         p = self.policy
         fit = extract_direction(
-            self.kind, p.model, p.tokenizer, p.adapter, self.pairs, p.render_text
+            self.kind,
+            p.model,
+            p.tokenizer,
+            p.adapter,
+            self.pairs,
+            p.render_text,
+            probe_tokens=self.cfg.probe_tokens,
         )
         self.fit, self.pairs_sha256 = fit, fit.pairs_sha256
         v = fit.direction
@@ -100,12 +113,24 @@ class Router:
                     completion_logprobs(model, sub)
                 chunks.append(cap.pooled.float())
             else:
-                with adapter.ablated(), adapter.c_probe() as probe:
-                    logp = completion_logprobs(model, sub)
-                    nll = -(logp.sum(1) / sub.completion_mask.sum(1))
-                    g = probe.grads(nll.sum())
-                chunks.append(g[:, :, :r].detach())
+                chunks.append(self._probe(sub)[:, :, :r].detach())
         return torch.cat(chunks)
+
+    def _probe(self, sub: Batch) -> torch.Tensor:
+        """c-probe gradients [N, M, 2r] of each row's mean completion NLL, deployed model."""
+        adapter, model, cfg = self.policy.adapter, self.policy.model, self.cfg
+        split = cfg.probe_tokens == "completion" and not checkpointing_on(model)
+        # `completion` split: prompts run once per group (share_prompt_forward) or per row, no
+        # backward through them; under checkpointing (no KV cache) a token mask does the same.
+        mask = sub.input_completion_mask if cfg.probe_tokens == "completion" and not split else None
+        with adapter.ablated(), adapter.c_probe(token_mask=mask) as probe:
+            if split:
+                keys = None if cfg.share_prompt_forward else range(len(sub))  # distinct: no sharing
+                logp = shared_prompt_logprobs(model, sub, keys, prompt_grad=False)
+            else:
+                logp = completion_logprobs(model, sub)
+            nll = -(logp.sum(1) / sub.completion_mask.sum(1))
+            return probe.grads(nll.sum())
 
     def gate(self, batch: Batch, labels=None, step: int = 0):
         """(GateOutput, scores or None) for the kept rows of one step."""
