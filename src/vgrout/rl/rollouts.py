@@ -174,19 +174,19 @@ class BackgroundGrader:
     `wait()` returns once every submitted row is graded (re-raising a grading error). A grade does
     not depend on when or beside which rows it is computed, so the numbers are those of grading
     every row at the end; only the wall time changes (grading runs in the sandbox's processes,
-    decoding in this one). Use it as a context manager: leaving the block stops the thread."""
+    decoding in this one). The thread starts at the first `submit` (a grader nobody submits to
+    costs nothing). Use it as a context manager: leaving the block stops the thread."""
 
     _STOP = object()
 
     def __init__(self, grade: Callable[[list], None]) -> None:
         import queue
-        import threading
 
         self.grade = grade
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._serve, name="vgrout-grader", daemon=True)
-        self._thread.start()
+        self._thread = None
+        self._closed = False
 
     def _serve(self) -> None:
         import queue
@@ -208,12 +208,18 @@ class BackgroundGrader:
                     self._error = exc
 
     def submit(self, row: Rollout) -> None:
-        if not self._thread.is_alive():
+        import threading
+
+        if self._closed:
             raise RuntimeError("BackgroundGrader.submit after wait()")
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="vgrout-grader", daemon=True)
+            self._thread.start()
         self._queue.put(row)
 
     def _stop(self) -> None:
-        if self._thread.is_alive():
+        self._closed = True
+        if self._thread is not None and self._thread.is_alive():
             self._queue.put(self._STOP)
             self._thread.join()
 
