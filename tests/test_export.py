@@ -252,6 +252,13 @@ def test_bad_state_missing_checkpoint_and_lost_base_are_refused(runs, tmp_path):
         export_run(moved, tmp_path / "a", "deployed")
     out = export_run(moved, tmp_path / "b", "deployed", base=_base_path(runs["none"]))  # way out
     assert "the run recorded `/gone/0123456789abcdef`" in (out / "README.md").read_text()
+    rebuilt = tmp_path / "rebuilt"  # the run's base folder, as another machine builds it
+    shutil.copytree(runs["none"], rebuilt)
+    recorded = json.loads((rebuilt / "base.json").read_text())
+    assert len(recorded["weights_sha256"]) == 64
+    (rebuilt / "base.json").write_text(json.dumps({**recorded, "weights_sha256": "0" * 64}))
+    with pytest.raises(ValueError, match="another machine.*--base"):
+        export_run(rebuilt, tmp_path / "a", "deployed")
     assert not (tmp_path / "a").exists()
 
 

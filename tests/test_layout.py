@@ -114,3 +114,31 @@ def test_the_environment_does_not_depend_on_the_rest_of_the_package():
         if not dep.startswith("vgrout.env")
     }
     assert outside == set()
+
+
+def test_local_weights_hash_names_the_bytes_of_a_local_base(tmp_path):
+    from vgrout.runfolder import LOCAL_WEIGHTS_HASH_LIMIT, local_weights_sha256
+
+    base = tmp_path / "base"
+    base.mkdir()
+    assert local_weights_sha256(base) is None  # no weight files
+    assert local_weights_sha256("Qwen/Qwen3-4B") is None  # a hub id
+    (base / "model.safetensors").write_bytes(b"weights")
+    first = local_weights_sha256(base)
+    assert len(first) == 64 and local_weights_sha256(str(base)) == first
+    (base / "model.safetensors").write_bytes(b"weightz")  # one byte differs
+    assert local_weights_sha256(base) != first
+    big = tmp_path / "big"
+    big.mkdir()
+    with open(big / "model.safetensors", "wb") as fh:
+        fh.truncate(LOCAL_WEIGHTS_HASH_LIMIT + 1)  # sparse: large, not slow
+    assert local_weights_sha256(big) is None
+
+
+def test_provenance_names_the_cpu_kernels():
+    import torch
+
+    from vgrout.runfolder import run_provenance
+
+    cpu = run_provenance()["cpu"]
+    assert cpu["capability"] == torch.backends.cpu.get_cpu_capability() and cpu["model"]

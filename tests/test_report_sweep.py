@@ -247,14 +247,23 @@ def test_a_swept_init_gets_its_own_column_and_rows(tmp_path):
 def test_runs_csv_one_row_per_finished_run_with_overrides(sweep_dir):
     import csv
 
+    from vgrout.experiments import sweep as sweep_mod
+
+    routev1 = next((sweep_dir / sweep_mod.RUNS).glob("arm=routeV,seed=1_*"))
+    (routev1 / "base.json").write_text(
+        json.dumps({"name_or_path": "/b", "weights_sha256": "ab" * 32})
+    )
     report(sweep_dir)
     rows = list(csv.DictReader((sweep_dir / "runs.csv").open()))
     assert len(rows) == len(ARMS) * len(SEEDS) - 1  # the failed cell has no row
     assert list(rows[0]) == [
         "arm", "seed", "overrides", "deployed_hack", "deployed_solve", "as_trained_hack",
-        "as_trained_solve", "n", "commit", "threads",
+        "as_trained_solve", "n", "commit", "threads", "cpu", "base",
     ]  # fmt: skip
     row = next(r for r in rows if r["arm"] == "routeV" and r["seed"] == "1")
+    assert row["base"] == "ab" * 6  # the weights hash, short; runs without one leave it empty
+    assert {r["base"] for r in rows if r is not row} == {""}
+    assert {r["cpu"] for r in rows} == {torch.backends.cpu.get_cpu_capability()}
     assert (row["deployed_hack"], row["deployed_solve"]) == ("0.3", "0.45")
     assert (row["as_trained_hack"], row["as_trained_solve"], row["n"]) == ("0.9", "0.4", "20")
     # the sweep's fixed override is listed; the placebo's conventional Haar seed is implied

@@ -239,7 +239,14 @@ def test_a_run_is_refused_on_other_base_weights(tmp_path):
     train(cfg, out, progress=False)
     recorded = json.loads((out / "base.json").read_text())
     assert Path(recorded["name_or_path"]).is_dir()  # the cached toy base folder
+    assert len(recorded["weights_sha256"]) == 64  # a local base: its weights are hashed
     final_evaluation_from_dir(out)  # same base: fine
+    other = {**recorded, "weights_sha256": "0" * 64}  # same recipe, built on another machine
+    (out / "base.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="another machine"):
+        final_evaluation_from_dir(out)
+    (out / "base.json").write_text(json.dumps({"name_or_path": recorded["name_or_path"]}))
+    final_evaluation_from_dir(out)  # a base.json from before weights were hashed: name only
     (out / "base.json").write_text(json.dumps({"name_or_path": "/elsewhere/0123456789abcdef"}))
     with pytest.raises(ValueError, match="trained on base /elsewhere"):
         final_evaluation_from_dir(out)
@@ -338,6 +345,11 @@ def test_background_grader_grades_every_row_once_and_raises_its_errors():
         grader.submit(1)
         raise KeyError("the caller's own error passes through; the thread still stops")
     assert not grader._thread.is_alive()
+    with rollouts.BackgroundGrader(fake_grade) as idle:  # nothing submitted: no thread at all
+        idle.wait()
+    assert idle._thread is None
+    with pytest.raises(RuntimeError, match="after wait"):
+        idle.submit(1)
 
 
 def test_grading_overlaps_decoding_only_where_decoding_leaves_cores_idle(monkeypatch):

@@ -123,6 +123,21 @@ def _recorded_base(run_dir: Path) -> str | None:
     return json.loads(recorded.read_text())["name_or_path"] if recorded.is_file() else None
 
 
+def _check_base_weights(run_dir: Path, base: str) -> None:
+    """Refuse a local base whose weights differ from those the run recorded (base.json)."""
+    from vgrout.runfolder import local_weights_sha256
+
+    recorded = Path(run_dir) / "base.json"
+    was = json.loads(recorded.read_text()).get("weights_sha256") if recorded.is_file() else None
+    now = local_weights_sha256(base) if was else None
+    if was and now and now != was:
+        raise ValueError(
+            f"the run was trained on base weights {was[:12]} (base.json) but {base} holds "
+            f"{now[:12]}: the same toy recipe built on another machine rounds differently. "
+            "Pass --base PATH to a copy of the run's own base folder"
+        )
+
+
 def resolve_base(run_dir: Path, run_cfg: dict, override: str | None = None) -> str:
     """The base model the run's adapter belongs to: `override`, else the folder or hub id in the
     run's base.json, else (no base.json) the run config's model. A toy base that is gone from the
@@ -318,6 +333,7 @@ def export_run(
     arm = run_cfg.get("arm", "?")
     slots = export_slots(state, arm, ckpt.config.r)
     base_name = resolve_base(run_dir, run_cfg, base)
+    _check_base_weights(run_dir, base_name)
     from transformers import AutoModelForCausalLM
 
     # The architecture alone (no weights, no memory) checks module names and shapes up front.

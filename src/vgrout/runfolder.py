@@ -6,10 +6,11 @@
     rollouts.parquet   one row per rollout: step, prompt, mode, source, reward, labels, score, zone
     checkpoints/       step_NNNNNN/ {adapter.safetensors, trainer.pt}
     summary.json       final numbers (written last: its presence means the run finished)
-    base.json          which base weights the adapter belongs to
+    base.json          which base weights the adapter belongs to (for a locally built base such
+                       as the toy's, also the sha256 of its weight files)
     provenance.json    the vgrout commit the run was started with (and whether src/ was edited),
-                       torch's CPU thread count (float reductions, so bits, depend on it) and the
-                       numeric libraries' versions
+                       torch's CPU thread count and the CPU's vector kernels (float reductions, so
+                       bits, depend on both) and the numeric libraries' versions
     report.md + *.png  written by `vgrout report`
 
 Every file that is rewritten is written to a temp file and renamed, so a killed run never leaves a
@@ -99,11 +100,55 @@ def code_provenance() -> dict:
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
+LOCAL_WEIGHTS_HASH_LIMIT = 256 * 2**20
+"""Local base folders up to this size of *.safetensors get a weights sha256 in base.json (the toy's
+is ~2 MB); larger ones (a local copy of a hub model) are named by their path only."""
+
+
+def local_weights_sha256(name_or_path) -> str | None:
+    """sha256 of a local model folder's *.safetensors files (sorted by name), or None for a hub id,
+    a folder without them, or one above LOCAL_WEIGHTS_HASH_LIMIT. Identifies a locally built base:
+    the toy's folder is named by its recipe, but the same recipe trained on another CPU (other
+    vector kernels) or with other library versions gives other weights."""
+    import hashlib
+
+    folder = Path(str(name_or_path))
+    if not folder.is_dir():
+        return None
+    files = sorted(folder.glob("*.safetensors"))
+    if not files or sum(f.stat().st_size for f in files) > LOCAL_WEIGHTS_HASH_LIMIT:
+        return None
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def cpu_identity() -> dict:
+    """The CPU's model name and the vector kernels torch dispatches to (e.g. AVX2, AVX512): runs on
+    CPUs with other kernels sum in another order, so their samples (and a locally trained toy
+    base) differ in the last bits and then diverge."""
+    import platform
+
+    import torch
+
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"model": model, "capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def run_provenance() -> dict:
     """What a CPU run needs besides its config to be re-run bit for bit: the code's commit,
     torch's intra-op thread count (1 vs 2 threads change sums in the 7th digit, which can flip a
-    sampled token many steps later) and the numeric libraries' versions (the toy base is trained
-    here, so a new transformers or tokenizers can give other base weights under the same recipe)."""
+    sampled token many steps later), the CPU's vector kernels (same effect) and the numeric
+    libraries' versions (the toy base is trained here, so a new transformers or tokenizers can
+    give other base weights under the same recipe; base.json holds the weights' hash)."""
     from importlib.metadata import PackageNotFoundError, version
 
     import torch
@@ -114,7 +159,12 @@ def run_provenance() -> dict:
             packages[name] = version(name)
         except PackageNotFoundError:
             packages[name] = None
-    return {**code_provenance(), "torch_threads": torch.get_num_threads(), "packages": packages}
+    return {
+        **code_provenance(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_identity(),
+        "packages": packages,
+    }
 
 
 class RunFolder:

@@ -16,7 +16,7 @@ from vgrout.config import TrainConfig
 from vgrout.rl import components
 from vgrout.rl.policy import Policy
 from vgrout.routing.router import Router
-from vgrout.runfolder import RunFolder
+from vgrout.runfolder import RunFolder, local_weights_sha256
 
 
 @dataclass
@@ -63,20 +63,33 @@ def build_run(cfg: TrainConfig, out: Path) -> Run:
 
 def base_identity(model) -> dict:
     """Which base weights a run's adapter belongs to: the toy base's cache folder is named by the
-    hash of its recipe, corpus and code, so a changed recipe gives a different name."""
-    return {"name_or_path": str(model.name_or_path)}
+    hash of its recipe, corpus and code, so a changed recipe gives a different name; a locally
+    built base's weights hash (`weights_sha256`) tells the same recipe built on another machine."""
+    ident = {"name_or_path": str(model.name_or_path)}
+    sha = local_weights_sha256(model.name_or_path)
+    if sha:
+        ident["weights_sha256"] = sha
+    return ident
 
 
 def check_base(out: Path, model) -> None:
     """Refuse to resume or evaluate a run on other base weights than it was trained on (an
-    adapter loads silently onto any base of the same shape)."""
+    adapter loads silently onto any base of the same shape). A base.json written before weights
+    were hashed is checked by name only."""
     recorded = Path(out) / "base.json"
     if not recorded.is_file():
         return
     was, now = json.loads(recorded.read_text()), base_identity(model)
-    if was != now:
+    if was["name_or_path"] != now["name_or_path"]:
         raise ValueError(
             f"{out} was trained on base {was['name_or_path']} but this checkout loads "
             f"{now['name_or_path']} (for the toy: its recipe or vgrout.toy code changed). "
             "Use the commit the run was made with, or start a new run."
+        )
+    if "weights_sha256" in was and was["weights_sha256"] != now.get("weights_sha256"):
+        raise ValueError(
+            f"{out} was trained on base weights {was['weights_sha256'][:12]} but "
+            f"{now['name_or_path']} here holds {str(now.get('weights_sha256'))[:12]}: the same toy "
+            "recipe built on another machine (other CPU kernels or library versions round "
+            "differently). Copy the run's base folder along with the run, or start a new run."
         )

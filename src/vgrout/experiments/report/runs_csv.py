@@ -13,12 +13,16 @@ from vgrout.runfolder import RunFolder
 RUNS_CSV = "runs.csv"
 CSV_COLUMNS: tuple[str, ...] = (
     "arm", "seed", "overrides", "deployed_hack", "deployed_solve", "as_trained_hack",
-    "as_trained_solve", "n", "commit", "threads",
+    "as_trained_solve", "n", "commit", "threads", "cpu", "base",
 )  # fmt: skip
 """One row per finished run. `overrides`: the `field=value` settings beyond the preset
 (`;`-separated, empty for defaults), so a row re-runs with `vgrout train --preset P --arm ARM
 --seed SEED --threads THREADS --set ...` on its `commit` (`-dirty` marks a run whose src/ was
-edited: not reproducible from the commit alone)."""
+edited: not reproducible from the commit alone). Bit for bit it re-runs on a CPU with the same
+vector kernels (`cpu`, e.g. AVX512) and the same base weights (`base`: the first 12 hex digits of
+base.json's weights_sha256; the toy base is trained locally, so another CPU builds another one);
+elsewhere it gives other samples from the same distribution. Both are empty for runs made before
+they were recorded."""
 
 
 def run_overrides(config: dict, preset: str) -> str:
@@ -75,9 +79,11 @@ def runs_csv(root: Path, doc: dict, status: dict[str, tuple[str, str]]) -> str:
         if prov.get("dirty"):
             commit += "-dirty"
         dep, tr = s.get("deployed", {}), s.get("as_trained", {})
+        base = read_json_or_empty(d / "base.json").get("weights_sha256", "")[:12]
         w.writerow([
             c["arm"], c["config"]["seed"], run_overrides(c["config"], preset),
             dep.get("hack"), dep.get("solve"), tr.get("hack"), tr.get("solve"), dep.get("n"),
-            commit, prov.get("torch_threads", ""),
+            commit, prov.get("torch_threads", ""), prov.get("cpu", {}).get("capability", ""),
+            base,
         ])  # fmt: skip
     return buf.getvalue()
