@@ -224,13 +224,11 @@ class TrainConfig:
     refresh_every: int = 5
     """Re-extract the direction every N steps (under ablation); placebo directions never refresh."""
     probe_tokens: str = "all"
-    """Positions the c-probe scales, for routeV's rollout scores and its pair extraction (and
-    advantage_mod with kind `grad`). `all`: every prompt and completion position, so a rollout's
-    feature is its mean-NLL gradient projected onto each deployed rank-1 component
-    (<dL/dB[:, k], B[:, k]>; see routing/directions.py). `completion`: the completion's positions
-    only: the part of that gradient that flows through the completion's own activations; the
-    prompt is then run once per group, without a backward (faster: the toy's prompts are ~70% of
-    a rollout's tokens)."""
+    """Positions the c-probe scales (routeV scores and pair extraction; advantage_mod `grad`).
+    `all`: every position: a rollout's feature is its mean-NLL gradient projected on each deployed
+    rank-1 component (routing/directions.py). `completion`: the completion's positions only (the
+    gradient through the completion's own activations); the prompt then runs once per group with
+    no backward (faster: ~70% of a toy rollout's tokens are prompt)."""
     placebo_seed: int = -1
     """>= 0 replaces the extracted direction by a Haar-random one (same machinery, no information)."""
     recall: float = 0.5
