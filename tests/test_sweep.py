@@ -383,3 +383,39 @@ def test_shipped_specs_expand_and_the_evidence_pins_how_it_was_made():
         assert {k for k in cfg if cfg[k] != first[c.name][k]} == {
             "mixed_decode", "share_prompt_forward"
         }  # fmt: skip
+
+
+def _gone(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # exited (a zombie)
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_pool_worker_exits_when_its_sweep_process_is_killed():
+    """A killed sweep must not leave workers finishing cells into its folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    worker = (
+        "import os, time; from vgrout.experiments.sweep.backends import exit_with_parent; "
+        "exit_with_parent(os.getppid(), 0.05); print('ready', flush=True); time.sleep(60)"
+    )
+    sweep = (
+        "import subprocess, sys, time; "
+        f"w = subprocess.Popen([sys.executable, '-c', {worker!r}]); "
+        "print(w.pid, flush=True); time.sleep(60)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", sweep], stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    assert parent.stdout.readline().strip() == "ready" and not _gone(pid)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(pid)

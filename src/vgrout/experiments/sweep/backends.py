@@ -40,14 +40,35 @@ def _run_sequential(tasks: list[dict], train_fn, resume_fn, threads) -> Iterator
         yield ("done", execute_cell(t, train_fn, resume_fn, threads))
 
 
+def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
+    """In a pool worker: a daemon thread that ends this process (its sandboxes die with it) once
+    `parent_pid` is no longer its parent, i.e. the sweep process died. The cell it was running is
+    left as a killed run, which the next sweep resumes."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="vgrout-exit-with-parent", daemon=True).start()
+
+
 def _run_process_pool(
     tasks: list[dict], jobs: int, train_fn, resume_fn, threads
 ) -> Iterator[Event]:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from multiprocessing import get_context
 
-    # spawn, not fork: torch and thread pools do not survive a fork.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as ex:
+    # spawn, not fork: torch and thread pools do not survive a fork. A worker whose sweep process
+    # is killed exits too, rather than finish its cell into a folder that may have moved on.
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=get_context("spawn"),
+        initializer=exit_with_parent,
+        initargs=(os.getpid(),),
+    ) as ex:
         pending = {ex.submit(execute_cell, t, train_fn, resume_fn, threads): t for t in tasks}
         while pending:
             done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
