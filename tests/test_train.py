@@ -159,7 +159,10 @@ def test_smoke_run_writes_the_run_folder(tmp_path, arm):
         assert summary["delta_norm"]["quarantine"] > 0.0
         assert summary["delta_norm"]["deployed"] > 0.0
     provenance = json.loads((out / "provenance.json").read_text())
-    assert set(provenance) == {"commit", "dirty", "torch_threads", "packages"}
+    assert set(provenance) == {"commit", "dirty", "torch_threads", "cpu", "packages"}
+    assert provenance["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability()
+    base = json.loads((out / "base.json").read_text())
+    assert len(base["weights_sha256"]) == 64  # the toy base is local: its weights are hashed
     assert provenance["packages"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
     assert (out / "checkpoints" / f"step_{cfg.steps:06d}" / "adapter.safetensors").is_file()
 
