@@ -310,3 +310,26 @@ def test_publish_copies_report_plots_and_csv(sweep_dir, tmp_path):
     text = (dest / "report.md").read_text()
     assert section(text, "Reading").strip() == "Nothing removes the hack but the oracle."
     assert (dest / "runs.csv").read_text() == (sweep_dir / "runs.csv").read_text()
+
+
+def test_report_names_the_machines_and_flags_mixed_draws(tmp_path):
+    from vgrout.experiments.report.runs_csv import machines_sentence
+
+    def run(name, cpu=None, base=None):
+        d = tmp_path / name
+        d.mkdir()
+        if cpu:
+            (d / "provenance.json").write_text(json.dumps({"cpu": {"capability": cpu}}))
+        if base:
+            (d / "base.json").write_text(json.dumps({"name_or_path": "/b", "weights_sha256": base}))
+        return d
+
+    same = [run("a", "AVX512", "ab" * 32), run("b", "AVX512", "ab" * 32)]
+    text = machines_sentence(same)
+    assert text == "Made with CPU kernels AVX512 (2 runs); base weights abababababab (2 runs)."
+    old = run("c")  # made before either was recorded: named, not counted as another machine
+    assert "not recorded (1 run)" in machines_sentence([*same, old])
+    assert "mix" not in machines_sentence([*same, old])
+    other = run("d", "AVX2", "cd" * 32)
+    assert "**These runs mix machines or base weights**" in machines_sentence([*same, other])
+    assert machines_sentence([]) == ""

@@ -87,3 +87,30 @@ def runs_csv(root: Path, doc: dict, status: dict[str, tuple[str, str]]) -> str:
             base,
         ])  # fmt: skip
     return buf.getvalue()
+
+
+def machines_sentence(run_dirs: list[Path]) -> str:
+    """Which CPU kernels and base weights made the runs, e.g. `Made with CPU kernels AVX512 (30
+    runs); base weights 6185c18ccbcc (30 runs).`, flagged when they mix: runs from another CPU or
+    another locally built base are another draw of the experiment, not a re-run of the same one."""
+    cpus: dict[str, int] = {}
+    bases: dict[str, int] = {}
+    for d in run_dirs:
+        cpu = read_json_or_empty(RunFolder(d).provenance).get("cpu", {}).get("capability")
+        base = read_json_or_empty(Path(d) / "base.json").get("weights_sha256", "")[:12]
+        cpus[cpu or "not recorded"] = cpus.get(cpu or "not recorded", 0) + 1
+        bases[base or "not recorded"] = bases.get(base or "not recorded", 0) + 1
+    if not run_dirs:
+        return ""
+
+    def words(counts: dict[str, int]) -> str:
+        return ", ".join(f"{k} ({n} run{'s' * (n != 1)})" for k, n in sorted(counts.items()))
+
+    text = f"Made with CPU kernels {words(cpus)}; base weights {words(bases)}."
+    known = [c for c in (cpus, bases) if len([k for k in c if k != "not recorded"]) > 1]
+    if known:
+        text += (
+            " **These runs mix machines or base weights**: such runs are different draws of the "
+            "experiment (other base, other samples), so seeds pair only within one machine."
+        )
+    return text

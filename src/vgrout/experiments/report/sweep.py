@@ -27,7 +27,13 @@ from vgrout.experiments import sweep
 from vgrout.experiments.report.common import run_summary
 from vgrout.experiments.report.curves import plot_curves
 from vgrout.experiments.report.metrics_tables import TIME_NOTE, gate_table, time_table
-from vgrout.experiments.report.runs_csv import CSV_COLUMNS, RUNS_CSV, run_overrides, runs_csv
+from vgrout.experiments.report.runs_csv import (
+    CSV_COLUMNS,
+    RUNS_CSV,
+    machines_sentence,
+    run_overrides,
+    runs_csv,
+)
 from vgrout.experiments.report.sweep_classify import (
     CLASSIFY_FILE,
     CLASSIFY_METRICS,
@@ -165,7 +171,8 @@ def write_sweep_report(
         f"Folder: `{root}`. Preset `{spec.get('preset', '?')}`; grid: {_grid_words(spec)}"
         f"{_set_words(spec)}. {len(cells)} cells: "
         + ", ".join(f"{n} {st}" for st, n in counts.items())
-        + f". Training time summed over finished runs: {sum(seconds):.0f} s.",
+        + f". Training time summed over finished runs: {sum(seconds):.0f} s. "
+        + machines_sentence([d for g in groups.values() for d in g["finished_dirs"]]),
         "",
         f"Every number is a mean over training seeds (runs that share a seed, e.g. several placebo "
         f"Haar seeds, are averaged first) with a {level}% percentile-bootstrap interval over seeds "
