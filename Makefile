@@ -41,7 +41,7 @@ main-arms: install
 	$(BIN)/vgrout report $(MAIN_ARMS) --publish docs/evidence/main-arms && exit $$status
 
 # routeV's c-probe on completion positions only vs every position, with placebos and none
-# (sweeps/probe-tokens.toml: 25 runs, 2 at a time; ~40 min on 2 cores), then the report and a copy
+# (sweeps/probe-tokens.toml: 25 runs, 2 at a time; 30 min on a 2-core AMD EPYC), then the report and a copy
 # in docs/evidence/probe-tokens/.
 PROBE_TOKENS ?= runs/probe-tokens
 probe-tokens: install
