@@ -119,10 +119,11 @@ class Router:
     def _probe(self, sub: Batch) -> torch.Tensor:
         """c-probe gradients [N, M, 2r] of each row's mean completion NLL, deployed model."""
         adapter, model, cfg = self.policy.adapter, self.policy.model, self.cfg
-        split = cfg.probe_tokens == "completion" and not checkpointing_on(model)
+        completion = cfg.probe_tokens == "completion"
+        split = completion and not checkpointing_on(model)
         # `completion` split: prompts run once per group (share_prompt_forward) or per row, no
         # backward through them; under checkpointing (no KV cache) a token mask does the same.
-        mask = sub.input_completion_mask if cfg.probe_tokens == "completion" and not split else None
+        mask = sub.input_completion_mask if completion and not split else None
         with adapter.ablated(), adapter.c_probe(token_mask=mask) as probe:
             if split:
                 keys = None if cfg.share_prompt_forward else range(len(sub))  # distinct: no sharing

@@ -79,14 +79,21 @@ def runs_csv(root: Path, doc: dict, status: dict[str, tuple[str, str]]) -> str:
         if prov.get("dirty"):
             commit += "-dirty"
         dep, tr = s.get("deployed", {}), s.get("as_trained", {})
-        base = read_json_or_empty(d / "base.json").get("weights_sha256", "")[:12]
+        cpu, base = run_machine(d)
         w.writerow([
             c["arm"], c["config"]["seed"], run_overrides(c["config"], preset),
             dep.get("hack"), dep.get("solve"), tr.get("hack"), tr.get("solve"), dep.get("n"),
-            commit, prov.get("torch_threads", ""), prov.get("cpu", {}).get("capability", ""),
-            base,
+            commit, prov.get("torch_threads", ""), cpu, base,
         ])  # fmt: skip
     return buf.getvalue()
+
+
+def run_machine(run_dir: Path) -> tuple[str, str]:
+    """(CPU kernels, first 12 hex digits of the base weights' hash) a run was made with; each ""
+    when the run predates its recording."""
+    prov = read_json_or_empty(RunFolder(run_dir).provenance)
+    base = read_json_or_empty(Path(run_dir) / "base.json").get("weights_sha256", "")
+    return prov.get("cpu", {}).get("capability", ""), base[:12]
 
 
 def machines_sentence(run_dirs: list[Path]) -> str:
@@ -96,8 +103,7 @@ def machines_sentence(run_dirs: list[Path]) -> str:
     cpus: dict[str, int] = {}
     bases: dict[str, int] = {}
     for d in run_dirs:
-        cpu = read_json_or_empty(RunFolder(d).provenance).get("cpu", {}).get("capability")
-        base = read_json_or_empty(Path(d) / "base.json").get("weights_sha256", "")[:12]
+        cpu, base = run_machine(d)
         cpus[cpu or "not recorded"] = cpus.get(cpu or "not recorded", 0) + 1
         bases[base or "not recorded"] = bases.get(base or "not recorded", 0) + 1
     if not run_dirs:
