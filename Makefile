@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo sweep-demo evidence main-arms probe-tokens ablations test lint format bench clean
+.PHONY: install demo sweep-demo evidence main-arms probe-tokens ablations gate-score test lint format bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ probe-tokens: install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/probe-tokens.toml --backend local --jobs 2 \
 		--out $(PROBE_TOKENS) || status=$$?; \
 	$(BIN)/vgrout report $(PROBE_TOKENS) --publish docs/evidence/probe-tokens && exit $$status
+
+# routeV's band score as a cosine against the raw dot, each with its placebo (sweeps/gate-score.toml:
+# 25 runs, 2 at a time), then the report and docs/evidence/gate-score/.
+GATE_SCORE ?= runs/gate-score
+gate-score: install
+	status=0; $(BIN)/vgrout sweep --spec sweeps/gate-score.toml --backend local --jobs 2 \
+		--out $(GATE_SCORE) || status=$$?; \
+	$(BIN)/vgrout report $(GATE_SCORE) --publish docs/evidence/gate-score && exit $$status
 
 # The evidence's one-field ablations at the current defaults with their reference cells
 # (sweeps/ablations.toml: 30 runs, 2 at a time), then the report and docs/evidence/ablations/.

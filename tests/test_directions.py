@@ -370,3 +370,42 @@ def test_router_completion_probe_is_the_same_with_shared_prompts_and_with_a_mask
     torch.testing.assert_close(masked, apart, atol=1e-5, rtol=1e-4)
     assert (every - apart).abs().max() > 1e-4
     torch.testing.assert_close(every, probe(probe_tokens="all", share_prompt_forward=False))
+
+
+def test_router_gate_score_cosine_scores_rows_by_direction_alone(setup):
+    """`gate_score=cosine`: the router's rollout features (and the pair features of the pair band)
+    are the dot features scaled to unit norm per row, so the band ranks rows by direction alone."""
+    from types import SimpleNamespace
+
+    from vgrout.config import TrainConfig
+    from vgrout.rl.policy import make_batch
+    from vgrout.routing import router as router_mod
+    from vgrout.routing.gates import module_dot_score, unit_features
+
+    model, _, adapter = setup
+    with torch.no_grad():
+        for ad in adapter.adapters.values():
+            ad.B[:, :R] += 0.3 * torch.randn_like(ad.B[:, :R])
+    gen = torch.Generator().manual_seed(4)
+    prompts = [[5, 6, 7, 8, 9], [11, 12, 13]] * 2
+    completions = [torch.randint(20, 100, (k,), generator=gen).tolist() for k in (3, 6, 1, 4)]
+    batch = make_batch(prompts, completions, pad_id=0)
+    router = router_mod.Router.__new__(router_mod.Router)
+    router.policy = SimpleNamespace(model=model, adapter=adapter)
+    router.kind = "grad"
+
+    def features(score):
+        router.cfg = TrainConfig(arm="routeV", gate_score=score)
+        return router.features(batch)
+
+    dot, cos = features("dot"), features("cosine")
+    norms = dot.reshape(len(batch), -1).norm(dim=1)
+    assert norms.max() / norms.min() > 1.5  # rows differ in norm: the test can tell the two apart
+    torch.testing.assert_close(cos, dot / norms[:, None, None])
+    hack, clean = torch.randn(3, *dot.shape[1:]), torch.randn(3, *dot.shape[1:])
+    router.fit = SimpleNamespace(hack_features=hack * 10, clean_features=clean)
+    v = torch.nn.functional.normalize(torch.randn(dot.shape[1:]), dim=1)
+    sc = router._pair_scores(v)
+    torch.testing.assert_close(sc.hack, module_dot_score(unit_features(hack), v))
+    router.cfg = TrainConfig(arm="routeV", gate_score="dot")
+    torch.testing.assert_close(router._pair_scores(v).hack, module_dot_score(hack * 10, v))

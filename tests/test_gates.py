@@ -27,6 +27,7 @@ from vgrout.routing.gates import (
     pair_band_state,
     qmass,
     quantile_band_gate,
+    unit_features,
     weighted_quantile,
     zones_from_edges,
 )
@@ -104,6 +105,23 @@ def test_module_dot_score_sums_over_modules_and_rejects_nan():
         module_dot_score(feats, v)
     with pytest.raises(ValueError, match="must be"):
         module_dot_score(torch.zeros(2, 4, 2), v)
+
+
+def test_unit_features_score_is_scaled_cosine_and_ignores_row_norms():
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(5, M, R, generator=gen)
+    v = torch.nn.functional.normalize(torch.randn(M, R, generator=gen), dim=1)  # unit rows
+    unit = unit_features(feats)
+    torch.testing.assert_close(unit.reshape(5, -1).norm(dim=1), torch.ones(5))
+    cos = torch.nn.functional.cosine_similarity(feats.reshape(5, -1), v.reshape(1, -1))
+    torch.testing.assert_close(module_dot_score(unit, v).float(), cos * math.sqrt(M))
+    scaled = feats * torch.tensor([1e-3, 1.0, 7.0, 1e3, 0.5])[:, None, None]
+    assert not torch.allclose(module_dot_score(feats, v), module_dot_score(scaled, v))  # raw moves
+    torch.testing.assert_close(
+        module_dot_score(unit_features(scaled), v), module_dot_score(unit, v)
+    )
+    zero = unit_features(torch.zeros(2, M, R))
+    assert torch.equal(zero, torch.zeros(2, M, R))
 
 
 # -- quantile band ----------------------------------------------------------------------------

@@ -382,9 +382,16 @@ def test_a_config_made_before_a_behaviour_field_existed_keeps_that_behaviour():
     assert TrainConfig.from_dict(probe).probe_tokens == "all"
 
 
-def test_probe_tokens_names_its_choices():
-    with pytest.raises(ValueError, match="probe_tokens.*all or completion"):
+def test_choice_fields_name_their_choices():
+    with pytest.raises(ValueError, match="probe_tokens='prompt'.*one of all, completion"):
         TrainConfig(probe_tokens="prompt").validate()
+    with pytest.raises(ValueError, match="gate_score='norm'.*one of dot, cosine"):
+        TrainConfig(gate_score="norm").validate()
+    with pytest.raises(ValueError, match="arm='routeZ'.*one of none, plain"):
+        TrainConfig(arm="routeZ").validate()
+    gone = TrainConfig().to_dict()
+    del gone["gate_score"]  # runs made before the field scored raw dots, today's default
+    assert TrainConfig.from_dict(gone).gate_score == "dot"
 
 
 def test_mixed_decode_is_on_by_default_on_every_device():

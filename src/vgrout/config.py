@@ -33,6 +33,20 @@ DIRECTION_ARMS = ("routeA", "routeV")
 LABEL_ARMS = ("oracle", "oracle_recall")
 INITS = ("gaussian", "pissa", "corda", "scorda", "scorda_rev")
 BANDS = ("quantile", "pairs")
+CHOICES = {  # fields that take one of a few names (checked by `validate`)
+    "arm": ARMS,
+    "init": INITS,
+    "band": BANDS,
+    "train_markers": ("varied", "fixed"),
+    "teacher_style": ("append", "cached"),
+    "mixed_decode": ("auto", "on", "off"),
+    "probe_tokens": ("all", "completion"),
+    "gate_score": ("dot", "cosine"),
+    "keep_baseline": ("group", "keep"),
+    "teacher_importance": ("on_policy", "drop_negative"),
+    "monitor_labels": ("auto", "strict", "loose"),
+    "advantage_mod_kind": ("grad", "act"),
+}
 
 
 ABSENT_MEANS = {"share_prompt_forward": False, "probe_tokens": "all"}
@@ -221,6 +235,11 @@ class TrainConfig:
     """Rollouts in the buffer before the band gates (earlier rollouts absorb (1,0))."""
     band_buffer: int = 8192
     """Capacity of the run-long score buffer (larger than the total rollouts of a toy run)."""
+    gate_score: str = "dot"
+    """How a rollout's features [M, r] become its band score. `dot`: the raw dot with the direction
+    (routing/directions.py), so a rollout's feature norm scales its score. `cosine`: each rollout's
+    features are scaled to unit norm first (pair features too, for the pair band), so the band
+    ranks rollouts by direction alone (docs/evidence/gate-score)."""
     refresh_every: int = 5
     """Re-extract the direction every N steps (under ablation); placebo directions never refresh."""
     probe_tokens: str = "all"
@@ -277,35 +296,20 @@ class TrainConfig:
         def bad(name: str, allowed: str) -> ValueError:
             return ValueError(f"config field {name}={getattr(self, name)!r} is invalid: {allowed}")
 
-        if self.arm not in ARMS:
-            raise bad("arm", f"choose one of {', '.join(ARMS)}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise bad(name, f"choose one of {', '.join(allowed)}")
         from vgrout.shapes import shape_name
 
         shape_name(self.model)  # a `random:SHAPE` model names a known shape
-        if self.init not in INITS:
-            raise bad("init", f"choose one of {', '.join(INITS)}")
-        if self.band not in BANDS:
-            raise bad("band", f"choose one of {', '.join(BANDS)}")
         if not self.modes or any(m not in MODES for m in self.modes):
             raise bad("modes", f"a non-empty subset of {', '.join(MODES)}")
-        if self.train_markers not in ("varied", "fixed"):
-            raise bad("train_markers", "choose varied or fixed")
         if self.train_markers == "varied" and self.teacher_pool:
             raise bad(
                 "train_markers",
                 "a teacher_pool's completions name the fixed train markers: use "
                 "train_markers=fixed with it",
             )
-        if self.teacher_style not in ("append", "cached"):
-            raise bad("teacher_style", "choose append or cached")
-        if self.mixed_decode not in ("auto", "on", "off"):
-            raise bad("mixed_decode", "choose auto, on or off")
-        if self.probe_tokens not in ("all", "completion"):
-            raise bad("probe_tokens", "choose all or completion")
-        if self.keep_baseline not in ("group", "keep"):
-            raise bad("keep_baseline", "choose group or keep")
-        if self.teacher_importance not in ("on_policy", "drop_negative"):
-            raise bad("teacher_importance", "choose on_policy or drop_negative")
         for name in (
             "steps",
             "prompts_per_step",
@@ -331,12 +335,8 @@ class TrainConfig:
                 "placebo_seed",
                 f"only meaningful with a direction arm ({', '.join(DIRECTION_ARMS)}, advantage_mod)",
             )
-        if self.monitor_labels not in ("auto", "strict", "loose"):
-            raise bad("monitor_labels", "choose auto, strict or loose")
         if not 0.0 <= self.monitor_accuracy <= 1.0:
             raise bad("monitor_accuracy", "must be in [0, 1]")
-        if self.advantage_mod_kind not in ("grad", "act"):
-            raise bad("advantage_mod_kind", "choose grad or act")
         from vgrout.env.inoculation import INOCULATION_PROMPTS
 
         if self.inoculation_prompt not in INOCULATION_PROMPTS:

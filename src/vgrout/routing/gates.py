@@ -93,6 +93,15 @@ def module_dot_score(features: torch.Tensor, direction: torch.Tensor) -> torch.T
     return scores.cpu()
 
 
+def unit_features(features: torch.Tensor) -> torch.Tensor:
+    """Each row of features [G, M, r] scaled to unit norm over all its M x r entries (a zero row
+    stays zero), so `module_dot_score` of the result is sqrt(M) x the cosine with a direction of
+    unit rows: the score of `gate_score = cosine`."""
+    flat = features.reshape(features.shape[0], -1)
+    norms = flat.norm(dim=1).clamp_min(torch.finfo(flat.dtype).tiny)
+    return features / norms.reshape((-1,) + (1,) * (features.dim() - 1))
+
+
 # -- stateless arms -----------------------------------------------------------------------------
 
 

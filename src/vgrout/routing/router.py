@@ -6,6 +6,7 @@ ablated), where the direction was extracted:
   routeA: the deployed bottleneck activations A[:r] x, mean-pooled over completion tokens;
   routeV: the c-probe gradient of the rollout's mean completion NLL (an unmasked scoring pass,
           separate from the masked pass the optimizer steps on).
+With `gate_score = cosine` each rollout's features are scaled to unit norm before scoring.
 Labels are passed only for the label arms (oracle, oracle_recall); `gates.gate_for_arm` refuses them
 for every other arm.
 """
@@ -23,13 +24,14 @@ from vgrout.rl.policy import (
     micro_batch_rows,
     shared_prompt_logprobs,
 )
-from vgrout.routing.directions import extract_direction, haar_placebo
+from vgrout.routing.directions import extract_direction, haar_placebo, pair_scores
 from vgrout.routing.gates import (
     PairBand,
     QuantileBand,
     gate_for_arm,
     module_dot_score,
     pair_band_state,
+    unit_features,
 )
 
 
@@ -78,24 +80,22 @@ class Router:
             v = haar_placebo(tuple(v.shape), self.cfg.placebo_seed)
         self.direction = v
         if isinstance(self.band, PairBand):
-            sc = fit.scores(v)
+            sc = self._pair_scores(v)
             self.state = pair_band_state(sc.hack, sc.clean, self.band)
+
+    def _pair_scores(self, v: torch.Tensor):
+        """The pairs' scores against v as the gate scores rollouts (`gate_score`)."""
+        fit, norm = self.fit, self._norm
+        return pair_scores(norm(fit.hack_features), norm(fit.clean_features), v)
+
+    def _norm(self, features: torch.Tensor) -> torch.Tensor:
+        return unit_features(features) if self.cfg.gate_score == "cosine" else features
 
     def maybe_refresh(self, step: int) -> None:
         cfg = self.cfg
         if cfg.scores_rollouts and not self.placebo and (step + 1) % cfg.refresh_every == 0:
             self.extract()
             self.refreshes += 1
-
-    def pair_summary(self) -> dict:
-        if self.fit is None:
-            return {}
-        sc = self.fit.scores(self.direction)
-        return {
-            "paired_accuracy": sc.paired_accuracy,
-            "auroc": sc.auroc,
-            "pairs_sha256": self.pairs_sha256,
-        }
 
     # -- scoring ---------------------------------------------------------------------------------
     def features(self, batch: Batch) -> torch.Tensor:
@@ -114,7 +114,7 @@ class Router:
                 chunks.append(cap.pooled.float())
             else:
                 chunks.append(self._probe(sub)[:, :, :r].detach())
-        return torch.cat(chunks)
+        return self._norm(torch.cat(chunks))
 
     def _probe(self, sub: Batch) -> torch.Tensor:
         """c-probe gradients [N, M, 2r] of each row's mean completion NLL, deployed model."""
