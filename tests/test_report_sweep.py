@@ -42,6 +42,25 @@ STEP_TIMES = {"seconds": 2.0, "time_generate": 1.0, "time_grade": 0.5, "time_upd
 GATE_TIME = {"routeV": 0.2}
 
 
+HACK_SCORES = {"routeV": {8, 9}, "routeV_placebo": {0}}  # scores (0-9 each step) of the hacks
+
+
+def fake_rollouts(hack_scores: set) -> list[dict]:
+    """Two steps of 10 kept students scored 0-9 (keep 0, rout 9), plus rows the score table must
+    leave out: a teacher hack and an unkept student hack without a score."""
+    rows = []
+    for step in (0, 1):
+        for sc in range(10):
+            zone = "keep" if sc == 0 else "rout" if sc == 9 else "absorb"
+            rows.append({"step": step, "source": "student", "kept": True, "zone": zone,
+                         "score": float(sc), "exploited": sc in hack_scores})  # fmt: skip
+        rows.append({"step": step, "source": "teacher", "kept": True, "zone": "keep",
+                     "score": 0.0, "exploited": True})  # fmt: skip
+        rows.append({"step": step, "source": "student", "kept": False, "zone": None,
+                     "score": None, "exploited": True})  # fmt: skip
+    return rows
+
+
 def state(hack: float, solve: float) -> dict:
     return {"hack": hack, "solve": solve, "n": 20}
 
@@ -61,6 +80,8 @@ def fake_train(cfg, out: Path) -> dict:
         folder.append(folder.metrics, {"step": step, "share_rout": 0.1, "share_keep": 0.9,
                                        "qmass": 0.05, "auroc": 0.7 if arm == "routeV" else None,
                                        **STEP_TIMES, "time_gate": GATE_TIME.get(arm, 0.0)})  # fmt: skip
+    if arm in HACK_SCORES:
+        folder.write_rollouts(fake_rollouts(HACK_SCORES[arm]))
     dh, ds, ah, as_ = FINAL[arm][cfg.seed]
     summary = {"arm": cfg.arm, "seed": cfg.seed, "deployed": state(dh, ds),
                "as_trained": state(ah, as_), "seconds": 2.0}  # fmt: skip
@@ -136,6 +157,21 @@ def test_where_the_time_goes_shows_mean_phase_seconds_and_shares(sweep_dir):
         "0.10 (5%)", "640", "30",
     ]  # fmt: skip
     assert table_row(times, "none")[4] == "0.00 (0%)"  # no scoring pass
+
+
+def test_where_the_gate_puts_hacks_per_zone_and_score_bin(sweep_dir):
+    """Hack rates of kept, scored students by zone and by within-step score quantile (bins: score
+    0 | 1-2 | 3-6 | 7-8 | 9 of each step's 0-9), teachers and unkept rows left out."""
+    text = section(report(sweep_dir), "Where the gate's scores put the hacks")
+    assert table_row(text, "routeV") == [
+        "routeV", "3", "0.200", "0.000", "0.125", "1.000", "0.000", "0.000", "0.000", "0.500",
+        "1.000", "+0.800 [+0.800, +0.800]",
+    ]  # fmt: skip
+    placebo = table_row(text, "routeV_placebo")
+    assert placebo[2:7] == ["0.100", "1.000", "0.000", "0.000", "1.000"]
+    assert placebo[-1] == "-0.100 [-0.100, -0.100]"
+    with pytest.raises(AssertionError, match="no table row"):
+        table_row(text, "none")  # no scores: no row
 
 
 def test_contrasts_placebo_band_and_significance_paragraph(sweep_dir):

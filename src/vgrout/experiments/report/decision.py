@@ -9,7 +9,13 @@ from pathlib import Path
 
 from vgrout.experiments.report.common import format_number, markdown_table
 from vgrout.experiments.report.curves import plot_curves
-from vgrout.experiments.report.metrics_tables import TIME_NOTE, gate_table, time_table
+from vgrout.experiments.report.metrics_tables import (
+    SCORE_NOTE,
+    TIME_NOTE,
+    gate_table,
+    score_table,
+    time_table,
+)
 from vgrout.runfolder import atomic_write_text, read_jsonl
 
 
@@ -136,6 +142,12 @@ def write_decision_report(root: Path) -> Path:
         "## Gate as a classifier",
         "",
         gate_table(runs),
+        "",
+        "## Where the gate's scores put the hacks",
+        "",
+        SCORE_NOTE,
+        "",
+        score_table(runs),
         "",
         "## Where the time goes",
         "",

@@ -1,11 +1,15 @@
-"""Tables of what runs logged per training step in metrics.jsonl, shared by the decision and the
-sweep report: the gate's AUROC / F0.5 and where the time goes."""
+"""Tables of what runs logged during training (metrics.jsonl per step, rollouts.parquet per
+rollout), shared by the decision and the sweep report: the gate's AUROC / F0.5, where its scores
+put the hacks, and where the time goes."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
+from vgrout.experiments.aggregate import bootstrap_ci
 from vgrout.experiments.report.common import (
     format_number,
     markdown_table,
@@ -39,6 +43,74 @@ def gate_table(runs: Mapping[str, Sequence[Path]]) -> str:
             )
     header = ["arm", "mean gate AUROC (A>0 rollouts)", "mean F0.5", "steps with both classes"]
     return markdown_table(header, rows) if rows else "(no direction arm logged gate scores)"
+
+
+SCORE_BINS: tuple[tuple[float, float], ...] = (
+    (0, 0.1),
+    (0.1, 0.3),
+    (0.3, 0.7),
+    (0.7, 0.9),
+    (0.9, 1),
+)
+"""Within-step score quantile bins of `score_table`: the band's keep tail, its middle, its rout
+tail (band_tail_q = 0.1)."""
+
+SCORE_NOTE = (
+    "Kept student rollouts of the direction arms (teacher rows are all hacks by construction and "
+    "left out); *hack* = the oracle's `exploited` label. Hack rate in each zone the gate gave, and "
+    "by the rollout's score quantile within its step (a gate that finds hacks has its highest rate "
+    "in the top bin, where the band routs). Mean over runs; the last column is the top bin's rate "
+    "minus the arm's overall rate, with a 95% bootstrap interval over runs."
+)
+
+
+def score_rates(run_dir: Path) -> dict | None:
+    """One run's hack rates among kept, scored student rollouts: `all`, per zone, per score bin;
+    None when the run scored none (not a direction arm, or no rollouts.parquet)."""
+    import pyarrow.parquet as pq
+
+    path = Path(run_dir) / "rollouts.parquet"
+    cols = ["step", "source", "kept", "zone", "score", "exploited"]
+    if not path.is_file() or not set(cols) <= set(pq.read_schema(path).names):
+        return None
+    t = pq.read_table(path, columns=cols).to_pydict()
+    score = np.array([np.nan if v is None else v for v in t["score"]], dtype=float)
+    use = np.array(t["kept"], bool) & (np.array(t["source"]) == "student") & ~np.isnan(score)
+    if not use.any():
+        return None
+    step, zone = np.array(t["step"])[use], np.array(t["zone"])[use]
+    hack, score = np.array(t["exploited"], bool)[use], score[use]
+    quantile = np.empty(len(score))
+    for s in np.unique(step):  # mid-rank quantile in (0, 1) within the step
+        at = np.flatnonzero(step == s)
+        ranks = score[at].argsort(kind="stable").argsort()
+        quantile[at] = (ranks + 0.5) / len(at)
+    rate = {"all": hack.mean()}
+    for z in ("keep", "absorb", "rout"):
+        rate[z] = hack[zone == z].mean() if (zone == z).any() else np.nan
+    for lo, hi in SCORE_BINS:
+        inside = (quantile >= lo) & (quantile < hi)
+        rate[(lo, hi)] = hack[inside].mean() if inside.any() else np.nan
+    return rate
+
+
+def score_table(runs: Mapping[str, Sequence[Path]]) -> str:
+    """Where the gate's scores put the hacks (SCORE_NOTE), per arm."""
+    rows = []
+    for arm, dirs in runs.items():
+        rates = [r for r in (score_rates(d) for d in dirs) if r is not None]
+        if not rates:
+            continue
+        keys = ["all", "keep", "absorb", "rout", *SCORE_BINS]
+        cells = [format_number(nanmean(r[k] for r in rates), digits=3) for k in keys]
+        lift = [r[SCORE_BINS[-1]] - r["all"] for r in rates]
+        ci = bootstrap_ci(lift) if len(lift) > 1 else None
+        rows.append([arm, len(rates), *cells, format_number(nanmean(lift), ci, 3, signed=True)])
+    if not rows:
+        return "(no direction arm scored rollouts)"
+    bins = [f"{lo:.0%}-{hi:.0%}" for lo, hi in SCORE_BINS]
+    header = ["arm", "runs", "all", "keep", "absorb", "rout", *bins, "top bin - all"]
+    return markdown_table(header, rows)
 
 
 TIME_PHASES: tuple[str, ...] = ("generate", "grade", "gate", "update", "refresh")

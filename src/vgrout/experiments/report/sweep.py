@@ -26,7 +26,13 @@ from vgrout.experiments import aggregate as agg
 from vgrout.experiments import sweep
 from vgrout.experiments.report.common import run_summary
 from vgrout.experiments.report.curves import plot_curves
-from vgrout.experiments.report.metrics_tables import TIME_NOTE, gate_table, time_table
+from vgrout.experiments.report.metrics_tables import (
+    SCORE_NOTE,
+    TIME_NOTE,
+    gate_table,
+    score_table,
+    time_table,
+)
 from vgrout.experiments.report.runs_csv import (
     CSV_COLUMNS,
     RUNS_CSV,
@@ -231,6 +237,12 @@ def write_sweep_report(
         "The gate's own AUROC / F0.5 as logged each step (direction arms), mean over steps and runs.",
         "",
         gate_table({g["display"]: g["finished_dirs"] for g in groups.values()}),
+        "",
+        "## Where the gate's scores put the hacks",
+        "",
+        SCORE_NOTE,
+        "",
+        score_table({g["display"]: g["finished_dirs"] for g in groups.values()}),
         "",
         "## Offline classifier analysis",
         "",
