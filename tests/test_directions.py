@@ -373,14 +373,14 @@ def test_router_completion_probe_is_the_same_with_shared_prompts_and_with_a_mask
 
 
 def test_router_gate_score_cosine_scores_rows_by_direction_alone(setup):
-    """`gate_score=cosine`: the router's rollout features (and the pair features of the pair band)
-    are the dot features scaled to unit norm per row, so the band ranks rows by direction alone."""
+    """`gate_score=cosine`: the band scores each rollout's features scaled to unit norm (the pair
+    band's pair features too), so it ranks rows by direction alone; the raw norm is logged."""
     from types import SimpleNamespace
 
     from vgrout.config import TrainConfig
     from vgrout.rl.policy import make_batch
     from vgrout.routing import router as router_mod
-    from vgrout.routing.gates import module_dot_score, unit_features
+    from vgrout.routing.gates import QuantileBand, module_dot_score, unit_features
 
     model, _, adapter = setup
     with torch.no_grad():
@@ -391,20 +391,25 @@ def test_router_gate_score_cosine_scores_rows_by_direction_alone(setup):
     completions = [torch.randint(20, 100, (k,), generator=gen).tolist() for k in (3, 6, 1, 4)]
     batch = make_batch(prompts, completions, pad_id=0)
     router = router_mod.Router.__new__(router_mod.Router)
-    router.policy = SimpleNamespace(model=model, adapter=adapter)
-    router.kind = "grad"
-
-    def features(score):
-        router.cfg = TrainConfig(arm="routeV", gate_score=score)
-        return router.features(batch)
-
-    dot, cos = features("dot"), features("cosine")
+    router.policy, router.kind = SimpleNamespace(model=model, adapter=adapter), "grad"
+    router.cfg = TrainConfig(arm="routeV")
+    dot = router.features(batch)  # raw c-probe features
     norms = dot.reshape(len(batch), -1).norm(dim=1)
     assert norms.max() / norms.min() > 1.5  # rows differ in norm: the test can tell the two apart
-    torch.testing.assert_close(cos, dot / norms[:, None, None])
+    v = torch.nn.functional.normalize(torch.randn(dot.shape[1:]), dim=1)
+    router.direction = v
+
+    def gate(score):
+        router.cfg = TrainConfig(arm="routeV", gate_score=score)
+        router.band, router.state = QuantileBand(0.25, 96.0, 0, 64), None
+        out, scores = router.gate(batch)
+        torch.testing.assert_close(out.info["feature_norm"], norms)  # logged either way
+        return scores
+
+    torch.testing.assert_close(gate("dot"), module_dot_score(dot, v))
+    torch.testing.assert_close(gate("cosine"), module_dot_score(dot / norms[:, None, None], v))
     hack, clean = torch.randn(3, *dot.shape[1:]), torch.randn(3, *dot.shape[1:])
     router.fit = SimpleNamespace(hack_features=hack * 10, clean_features=clean)
-    v = torch.nn.functional.normalize(torch.randn(dot.shape[1:]), dim=1)
     sc = router._pair_scores(v)
     torch.testing.assert_close(sc.hack, module_dot_score(unit_features(hack), v))
     router.cfg = TrainConfig(arm="routeV", gate_score="dot")

@@ -53,11 +53,12 @@ def fake_rollouts(hack_scores: set) -> list[dict]:
         for sc in range(10):
             zone = "keep" if sc == 0 else "rout" if sc == 9 else "absorb"
             rows.append({"step": step, "source": "student", "kept": True, "zone": zone,
-                         "score": float(sc), "exploited": sc in hack_scores})  # fmt: skip
+                         "score": float(sc), "exploited": sc in hack_scores,
+                         "feature_norm": 10.0 - sc})  # fmt: skip
         rows.append({"step": step, "source": "teacher", "kept": True, "zone": "keep",
-                     "score": 0.0, "exploited": True})  # fmt: skip
+                     "score": 0.0, "exploited": True, "feature_norm": 0.0})  # fmt: skip
         rows.append({"step": step, "source": "student", "kept": False, "zone": None,
-                     "score": None, "exploited": True})  # fmt: skip
+                     "score": None, "exploited": True, "feature_norm": None})  # fmt: skip
     return rows
 
 
@@ -164,12 +165,23 @@ def test_where_the_gate_puts_hacks_per_zone_and_score_bin(sweep_dir):
     0 | 1-2 | 3-6 | 7-8 | 9 of each step's 0-9), teachers and unkept rows left out."""
     text = section(report(sweep_dir), "Where the gate's scores put the hacks")
     assert table_row(text, "routeV") == [
-        "routeV", "3", "0.200", "0.000", "0.125", "1.000", "0.000", "0.000", "0.000", "0.500",
-        "1.000", "+0.800 [+0.800, +0.800]",
-    ]  # fmt: skip
+        "routeV",
+        "3",
+        "0.200",
+        "0.000",
+        "0.125",
+        "1.000",
+        "0.000",
+        "0.000",
+        "0.000",
+        "0.500",
+        "1.000",
+        "+0.800 [+0.800, +0.800]",
+        "0.000",
+    ]  # fmt: skip  (norm 10 - score: the hacks, scores 8 and 9, have the two smallest norms)
     placebo = table_row(text, "routeV_placebo")
     assert placebo[2:7] == ["0.100", "1.000", "0.000", "0.000", "1.000"]
-    assert placebo[-1] == "-0.100 [-0.100, -0.100]"
+    assert placebo[-2:] == ["-0.100 [-0.100, -0.100]", "1.000"]
     with pytest.raises(AssertionError, match="no table row"):
         table_row(text, "none")  # no scores: no row
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -143,8 +144,13 @@ def test_smoke_run_writes_the_run_folder(tmp_path, arm):
         "gt_correct",
         "zone",
         "score",
+        "feature_norm",
     } <= set(table[0])
     assert {r["source"] for r in table} == {"student", "teacher"}  # smoke injects teachers
+    scored = [r for r in table if r["kept"]] if arm in ("routeA", "routeV") else []
+    assert all(r["feature_norm"] > 0.0 for r in scored)  # the raw gate feature's norm
+    unscored = [r for r in table if r not in scored]
+    assert all(math.isnan(r["feature_norm"]) for r in unscored)
     for state in ("deployed", "as_trained"):
         assert set(summary[state]) >= {"hack", "solve", "n"}
         assert 0.0 <= summary[state]["hack"] <= 1.0

@@ -3,7 +3,8 @@
     config.json        the full TrainConfig
     metrics.jsonl      one row per training step
     eval.jsonl         one row per evaluation (periodic and final)
-    rollouts.parquet   one row per rollout: step, prompt, mode, source, reward, labels, score, zone
+    rollouts.parquet   one row per rollout: step, prompt, mode, source, reward, labels, score, zone,
+                       feature_norm (the raw gate feature's norm, scoring arms)
     checkpoints/       step_NNNNNN/ {adapter.safetensors, trainer.pt}
     summary.json       final numbers (written last: its presence means the run finished)
     base.json          which base weights the adapter belongs to (for a locally built base such

@@ -49,13 +49,16 @@ def rollout_records(
     step: int, rows: list[Rollout], kept_ids: set[int], gate: GateOutput | None, scores
 ) -> list[dict]:
     """One parquet row per rollout (labels are recorded for audit; they never routed)."""
-    zone_of, score_of = {}, {}
+    zone_of, score_of, norm_of = {}, {}, {}
     if gate is not None:
         kept_rows = [r for r in rows if id(r) in kept_ids]
+        norms = gate.info.get("feature_norm")  # scoring arms: the raw feature's norm
         for i, r in enumerate(kept_rows):
             zone_of[id(r)] = ZONE_NAMES[int(gate.zones[i])]
             if scores is not None:
                 score_of[id(r)] = float(scores[i])
+            if norms is not None:
+                norm_of[id(r)] = float(norms[i])
     out = []
     for r in rows:
         g = r.grade
@@ -66,6 +69,7 @@ def rollout_records(
             "compiled": g.compiled, "gt_correct": g.gt_correct, "channel_fired": g.channel_fired,
             "exploited": g.exploited, "label": g.label, "kept": id(r) in kept_ids,
             "zone": zone_of.get(id(r), "skipped"), "score": score_of.get(id(r), float("nan")),
+            "feature_norm": norm_of.get(id(r), float("nan")),
             "n_tokens": len(r.completion_ids), "completion": r.text,
         })  # fmt: skip
     return out

@@ -99,6 +99,7 @@ class Router:
 
     # -- scoring ---------------------------------------------------------------------------------
     def features(self, batch: Batch) -> torch.Tensor:
+        """Raw per-rollout features [N, M, r] (deployed path): pooled activations or c-grads."""
         adapter, model, r = self.policy.adapter, self.policy.model, self.policy.adapter.r
         chunks = []
         micro = micro_batch_rows(self.cfg.micro_batch, model, batch)
@@ -114,7 +115,12 @@ class Router:
                 chunks.append(cap.pooled.float())
             else:
                 chunks.append(self._probe(sub)[:, :, :r].detach())
-        return self._norm(torch.cat(chunks))
+        return torch.cat(chunks)
+
+    def _scored_features(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features as the band scores them (`gate_score`), each row's raw feature norm [N])."""
+        raw = self.features(batch)
+        return self._norm(raw), raw.flatten(1).norm(dim=1).cpu()
 
     def _probe(self, sub: Batch) -> torch.Tensor:
         """c-probe gradients [N, M, 2r] of each row's mean completion NLL, deployed model."""
@@ -137,14 +143,16 @@ class Router:
         """(GateOutput, scores or None) for the kept rows of one step."""
         cfg, n = self.cfg, len(batch)
         if cfg.arm in DIRECTION_ARMS:
+            features, norms = self._scored_features(batch)
             out = gate_for_arm(
                 cfg.arm,
                 n,
-                features=self.features(batch),
+                features=features,
                 direction=self.direction,
                 state=self.state,
                 band=self.band,
             )
+            out.info["feature_norm"] = norms
             self.state = out.state
             return out, out.info["scores"]
         if cfg.arm in LABEL_ARMS:
@@ -153,11 +161,14 @@ class Router:
                 cfg.arm, n, labels=labels, recall=recall, seed=cfg.seed, step=step
             ), None
         if cfg.arm == "advantage_mod":  # scores shape the advantage; nothing is routed
-            scores = module_dot_score(self.features(batch), self.direction)
+            features, norms = self._scored_features(batch)
+            scores = module_dot_score(features, self.direction)
             self.score_history = torch.cat([self.score_history, scores.double().cpu()])[
                 -cfg.band_buffer :
             ]
-            return gate_for_arm("plain", n), scores
+            out = gate_for_arm("plain", n)
+            out.info["feature_norm"] = norms
+            return out, scores
         if cfg.arm in ("none", "plain", "absorb"):
             return gate_for_arm(cfg.arm, n), None
         return gate_for_arm("plain", n), None  # baselines without a quarantine train unmasked

@@ -59,8 +59,10 @@ SCORE_NOTE = (
     "Kept student rollouts of the direction arms (teacher rows are all hacks by construction and "
     "left out); *hack* = the oracle's `exploited` label. Hack rate in each zone the gate gave, and "
     "by the rollout's score quantile within its step (a gate that finds hacks has its highest rate "
-    "in the top bin, where the band routs). Mean over runs; the last column is the top bin's rate "
-    "minus the arm's overall rate, with a 95% bootstrap interval over runs."
+    "in the top bin, where the band routs). Mean over runs; *top bin - all* is the top bin's rate "
+    "minus the arm's overall rate, with a 95% bootstrap interval over runs; *norm AUROC* is how "
+    "well the raw feature's norm alone tells hacks apart (below 0.5: hacks have the smaller norms; "
+    "n/a for runs made before the norm was logged, 2026-12-01)."
 )
 
 
@@ -71,9 +73,10 @@ def score_rates(run_dir: Path) -> dict | None:
 
     path = Path(run_dir) / "rollouts.parquet"
     cols = ["step", "source", "kept", "zone", "score", "exploited"]
-    if not path.is_file() or not set(cols) <= set(pq.read_schema(path).names):
+    names = set(pq.read_schema(path).names) if path.is_file() else set()
+    if not set(cols) <= names:
         return None
-    t = pq.read_table(path, columns=cols).to_pydict()
+    t = pq.read_table(path, columns=cols + ["feature_norm"] * ("feature_norm" in names)).to_pydict()
     score = np.array([np.nan if v is None else v for v in t["score"]], dtype=float)
     use = np.array(t["kept"], bool) & (np.array(t["source"]) == "student") & ~np.isnan(score)
     if not use.any():
@@ -91,6 +94,11 @@ def score_rates(run_dir: Path) -> dict | None:
     for lo, hi in SCORE_BINS:
         inside = (quantile >= lo) & (quantile < hi)
         rate[(lo, hi)] = hack[inside].mean() if inside.any() else np.nan
+    rate["norm_auroc"] = np.nan
+    if "feature_norm" in t and 0 < hack.sum() < len(hack):
+        from sklearn.metrics import roc_auc_score
+
+        rate["norm_auroc"] = roc_auc_score(hack, np.array(t["feature_norm"], float)[use])
     return rate
 
 
@@ -105,11 +113,14 @@ def score_table(runs: Mapping[str, Sequence[Path]]) -> str:
         cells = [format_number(nanmean(r[k] for r in rates), digits=3) for k in keys]
         lift = [r[SCORE_BINS[-1]] - r["all"] for r in rates]
         ci = bootstrap_ci(lift) if len(lift) > 1 else None
-        rows.append([arm, len(rates), *cells, format_number(nanmean(lift), ci, 3, signed=True)])
+        norm = format_number(nanmean(r["norm_auroc"] for r in rates), digits=3)
+        rows.append(
+            [arm, len(rates), *cells, format_number(nanmean(lift), ci, 3, signed=True), norm]
+        )
     if not rows:
         return "(no direction arm scored rollouts)"
     bins = [f"{lo:.0%}-{hi:.0%}" for lo, hi in SCORE_BINS]
-    header = ["arm", "runs", "all", "keep", "absorb", "rout", *bins, "top bin - all"]
+    header = ["arm", "runs", "all", "keep", "absorb", "rout", *bins, "top bin - all", "norm AUROC"]
     return markdown_table(header, rows)
 
 
