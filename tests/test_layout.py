@@ -135,6 +135,25 @@ def test_local_weights_hash_names_the_bytes_of_a_local_base(tmp_path):
     assert local_weights_sha256(big) is None
 
 
+def test_base_weights_mismatch_is_one_rule_for_resume_eval_and_export(tmp_path):
+    import json
+
+    from vgrout.runfolder import base_weights_mismatch, local_weights_sha256
+
+    base, run = tmp_path / "base", tmp_path / "run"
+    base.mkdir(), run.mkdir()
+    (base / "model.safetensors").write_bytes(b"weights")
+    assert base_weights_mismatch(run, base) is None  # no base.json: nothing recorded
+    (run / "base.json").write_text(json.dumps({"name_or_path": str(base)}))
+    assert base_weights_mismatch(run, "Qwen/Qwen3-4B") is None  # recorded no hash (older run)
+    sha = local_weights_sha256(base)
+    (run / "base.json").write_text(json.dumps({"name_or_path": str(base), "weights_sha256": sha}))
+    assert base_weights_mismatch(run, base) is None
+    assert base_weights_mismatch(run, "Qwen/Qwen3-4B") == (sha[:12], "no hash")  # unverifiable
+    (base / "model.safetensors").write_bytes(b"weightz")
+    assert base_weights_mismatch(run, base) == (sha[:12], local_weights_sha256(base)[:12])
+
+
 def test_provenance_names_the_cpu_kernels():
     import torch
 

@@ -124,16 +124,14 @@ def _recorded_base(run_dir: Path) -> str | None:
 
 
 def _check_base_weights(run_dir: Path, base: str) -> None:
-    """Refuse a local base whose weights differ from those the run recorded (base.json)."""
-    from vgrout.runfolder import local_weights_sha256
+    """Refuse a base whose weights differ from those the run recorded (base.json)."""
+    from vgrout.runfolder import base_weights_mismatch
 
-    recorded = Path(run_dir) / "base.json"
-    was = json.loads(recorded.read_text()).get("weights_sha256") if recorded.is_file() else None
-    now = local_weights_sha256(base) if was else None
-    if was and now and now != was:
+    mismatch = base_weights_mismatch(run_dir, base)
+    if mismatch:
         raise ValueError(
-            f"the run was trained on base weights {was[:12]} (base.json) but {base} holds "
-            f"{now[:12]}: the same toy recipe built on another machine rounds differently. "
+            f"the run was trained on base weights {mismatch[0]} (base.json) but {base} holds "
+            f"{mismatch[1]}: the same toy recipe built on another machine rounds differently. "
             "Pass --base PATH to a copy of the run's own base folder"
         )
 

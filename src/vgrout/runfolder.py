@@ -125,6 +125,19 @@ def local_weights_sha256(name_or_path) -> str | None:
     return digest.hexdigest()
 
 
+def base_weights_mismatch(run_dir, name_or_path) -> tuple[str, str] | None:
+    """(recorded, found) short hashes when the run's base.json records a weights hash that the base
+    at `name_or_path` does not have (a base whose hash cannot be taken, e.g. a hub id, counts as
+    another base); None when they match or the run recorded no hash (made before hashing, or on a
+    hub base). The one rule for resume, `vgrout eval` and `vgrout export`."""
+    recorded = Path(run_dir) / "base.json"
+    was = json.loads(recorded.read_text()).get("weights_sha256") if recorded.is_file() else None
+    if not was:
+        return None
+    now = local_weights_sha256(name_or_path)
+    return None if now == was else (was[:12], now[:12] if now else "no hash")
+
+
 def cpu_identity() -> dict:
     """The CPU's model name and the vector kernels torch dispatches to (e.g. AVX2, AVX512): runs on
     CPUs with other kernels sum in another order, so their samples (and a locally trained toy

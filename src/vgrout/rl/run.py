@@ -16,7 +16,7 @@ from vgrout.config import TrainConfig
 from vgrout.rl import components
 from vgrout.rl.policy import Policy
 from vgrout.routing.router import Router
-from vgrout.runfolder import RunFolder, local_weights_sha256
+from vgrout.runfolder import RunFolder, base_weights_mismatch, local_weights_sha256
 
 
 @dataclass
@@ -79,17 +79,18 @@ def check_base(out: Path, model) -> None:
     recorded = Path(out) / "base.json"
     if not recorded.is_file():
         return
-    was, now = json.loads(recorded.read_text()), base_identity(model)
-    if was["name_or_path"] != now["name_or_path"]:
+    was, now = json.loads(recorded.read_text())["name_or_path"], str(model.name_or_path)
+    if was != now:
         raise ValueError(
-            f"{out} was trained on base {was['name_or_path']} but this checkout loads "
-            f"{now['name_or_path']} (for the toy: its recipe or vgrout.toy code changed). "
+            f"{out} was trained on base {was} but this checkout loads "
+            f"{now} (for the toy: its recipe or vgrout.toy code changed). "
             "Use the commit the run was made with, or start a new run."
         )
-    if "weights_sha256" in was and was["weights_sha256"] != now.get("weights_sha256"):
+    mismatch = base_weights_mismatch(out, model.name_or_path)
+    if mismatch:
         raise ValueError(
-            f"{out} was trained on base weights {was['weights_sha256'][:12]} but "
-            f"{now['name_or_path']} here holds {str(now.get('weights_sha256'))[:12]}: the same toy "
-            "recipe built on another machine (other CPU kernels or library versions round "
-            "differently). Copy the run's base folder along with the run, or start a new run."
+            f"{out} was trained on base weights {mismatch[0]} but {now} here "
+            f"holds {mismatch[1]}: the same toy recipe built on another machine (other CPU kernels "
+            "or library versions round differently). Copy the run's base folder along with the "
+            "run, or start a new run."
         )
