@@ -81,9 +81,9 @@ def test_config_errors_name_the_field():
         TrainConfig(arm="routeX").validate()
     with pytest.raises(ValueError, match="placebo_seed"):
         TrainConfig(arm="none", placebo_seed=3).validate()
-    with pytest.raises(ValueError, match="keep_baseline='mean'.*group or keep"):
+    with pytest.raises(ValueError, match="keep_baseline='mean'.*one of group, keep"):
         TrainConfig(keep_baseline="mean").validate()
-    with pytest.raises(ValueError, match="train_markers='random'.*varied or fixed"):
+    with pytest.raises(ValueError, match="train_markers='random'.*one of varied, fixed"):
         TrainConfig(train_markers="random").validate()
     with pytest.raises(ValueError, match="train_markers='varied'.*train_markers=fixed"):
         TrainConfig(train_markers="varied", teacher_pool="/pool").validate()
