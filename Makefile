@@ -49,8 +49,8 @@ probe-tokens: install
 		--out $(PROBE_TOKENS) || status=$$?; \
 	$(BIN)/vgrout report $(PROBE_TOKENS) --publish docs/evidence/probe-tokens && exit $$status
 
-# routeV's band score as a cosine against the raw dot, each with its placebo (sweeps/gate-score.toml:
-# 25 runs, 2 at a time), then the report and docs/evidence/gate-score/.
+# routeV's and routeA's band score as a cosine against the raw dot, each with its placebo
+# (sweeps/gate-score.toml: 45 runs, 2 at a time), then the report and docs/evidence/gate-score/.
 GATE_SCORE ?= runs/gate-score
 gate-score: install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/gate-score.toml --backend local --jobs 2 \
