@@ -16,6 +16,9 @@ normalisation of the features. Summing raw dots keeps the score linear in the fe
 is a half-space test in the full [M, r] space), and lets modules with larger activations or
 gradients weigh more, which is where the hack signal is strongest; per-module cosines would give
 every module, including dead ones, an equal vote. The same choice is used on pairs and on rollouts.
+The gate can instead score rollouts by cosine (`gate_score = cosine`: each rollout's whole [M, r]
+feature scaled to unit norm, modules keep their relative weights): with raw dots the band's tails
+were the rollouts with the largest features, rarely hacks (docs/evidence/gate-score).
 
 Token spans: a side is `render(prompt)` followed by the completion. Its ids are tokenize(prompt +
 completion) when tokenize(prompt) is a prefix of them (the common case); otherwise (a merge across
