@@ -50,7 +50,7 @@ probe-tokens: install
 	$(BIN)/vgrout report $(PROBE_TOKENS) --publish docs/evidence/probe-tokens && exit $$status
 
 # routeV's and routeA's band score as a cosine against the raw dot, each with its placebo
-# (sweeps/gate-score.toml: 45 runs, 2 at a time), then the report and docs/evidence/gate-score/.
+# (sweeps/gate-score.toml: 65 runs, 2 at a time), then the report and docs/evidence/gate-score/.
 GATE_SCORE ?= runs/gate-score
 gate-score: install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/gate-score.toml --backend local --jobs 2 \
@@ -58,7 +58,7 @@ gate-score: install
 	$(BIN)/vgrout report $(GATE_SCORE) --publish docs/evidence/gate-score && exit $$status
 
 # The evidence's one-field ablations at the current defaults with their reference cells
-# (sweeps/ablations.toml: 30 runs, 2 at a time), then the report and docs/evidence/ablations/.
+# (sweeps/ablations.toml: 50 runs, 2 at a time), then the report and docs/evidence/ablations/.
 ABLATIONS ?= runs/ablations
 ablations: install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/ablations.toml --backend local --jobs 2 \
