@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from vgrout.experiments import sweep
@@ -100,16 +101,13 @@ def machines_sentence(run_dirs: list[Path]) -> str:
     """Which CPU kernels and base weights made the runs, e.g. `Made with CPU kernels AVX512 (30
     runs); base weights 6185c18ccbcc (30 runs).`, flagged when they mix: runs from another CPU or
     another locally built base are another draw of the experiment, not a re-run of the same one."""
-    cpus: dict[str, int] = {}
-    bases: dict[str, int] = {}
-    for d in run_dirs:
-        cpu, base = run_machine(d)
-        cpus[cpu or "not recorded"] = cpus.get(cpu or "not recorded", 0) + 1
-        bases[base or "not recorded"] = bases.get(base or "not recorded", 0) + 1
     if not run_dirs:
         return ""
+    machines = [run_machine(d) for d in run_dirs]
+    cpus = Counter(cpu or "not recorded" for cpu, _ in machines)
+    bases = Counter(base or "not recorded" for _, base in machines)
 
-    def words(counts: dict[str, int]) -> str:
+    def words(counts: Counter) -> str:
         return ", ".join(f"{k} ({n} run{'s' * (n != 1)})" for k, n in sorted(counts.items()))
 
     text = f"Made with CPU kernels {words(cpus)}; base weights {words(bases)}."

@@ -163,7 +163,11 @@ def write_sweep_report(
     not_done = [
         (c["name"], *status[c["name"]]) for c in cells if status[c["name"]][0] != "finished"
     ]
-    seconds = [run_summary(d).get("seconds") for g in groups.values() for d in g["finished_dirs"]]
+    finished_dirs = [d for g in groups.values() for d in g["finished_dirs"]]
+    by_group = {
+        g["display"]: g["finished_dirs"] for g in groups.values()
+    }  # rows of the per-group tables
+    seconds = [run_summary(d).get("seconds") for d in finished_dirs]
     seconds = [s for s in seconds if isinstance(s, int | float)]
     class_text, n_classified, n_finished = classify_tables(
         groups, n_resamples, summary.get("level", 0.95)
@@ -178,7 +182,7 @@ def write_sweep_report(
         f"{_set_words(spec)}. {len(cells)} cells: "
         + ", ".join(f"{n} {st}" for st, n in counts.items())
         + f". Training time summed over finished runs: {sum(seconds):.0f} s. "
-        + machines_sentence([d for g in groups.values() for d in g["finished_dirs"]]),
+        + machines_sentence(finished_dirs),
         "",
         f"Every number is a mean over training seeds (runs that share a seed, e.g. several placebo "
         f"Haar seeds, are averaged first) with a {level}% percentile-bootstrap interval over seeds "
@@ -236,13 +240,13 @@ def write_sweep_report(
         "",
         "The gate's own AUROC / F0.5 as logged each step (direction arms), mean over steps and runs.",
         "",
-        gate_table({g["display"]: g["finished_dirs"] for g in groups.values()}),
+        gate_table(by_group),
         "",
         "## Where the gate's scores put the hacks",
         "",
         SCORE_NOTE,
         "",
-        score_table({g["display"]: g["finished_dirs"] for g in groups.values()}),
+        score_table(by_group),
         "",
         "## Offline classifier analysis",
         "",
@@ -274,7 +278,7 @@ def write_sweep_report(
         "",
         TIME_NOTE,
         "",
-        time_table({g["display"]: g["finished_dirs"] for g in groups.values()}),
+        time_table(by_group),
         "",
         "## Runs",
         "",
