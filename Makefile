@@ -6,7 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo sweep-demo evidence main-arms probe-tokens ablations gate-score test lint format bench clean
+EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds
+
+.PHONY: install demo sweep-demo evidence $(EVIDENCE_SWEEPS) test lint format bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -32,38 +34,22 @@ sweep-demo: install
 		--out $(SWEEP_DEMO) || status=$$?; \
 	$(BIN)/vgrout report $(SWEEP_DEMO) && exit $$status
 
-# The main arms at the current defaults, seeds 0-4 (sweeps/main-arms.toml: 30 runs, 2 at a time;
-# ~1 h on 2 cores), then the report and a copy of it in docs/evidence/main-arms/.
-MAIN_ARMS ?= runs/main-arms
-main-arms: install
-	status=0; $(BIN)/vgrout sweep --spec sweeps/main-arms.toml --backend local --jobs 2 \
-		--out $(MAIN_ARMS) || status=$$?; \
-	$(BIN)/vgrout report $(MAIN_ARMS) --publish docs/evidence/main-arms && exit $$status
-
-# routeV's c-probe on completion positions only vs every position, with placebos and none
-# (sweeps/probe-tokens.toml: 25 runs, 2 at a time; 30 min on a 2-core AMD EPYC), then the report and a copy
-# in docs/evidence/probe-tokens/.
-PROBE_TOKENS ?= runs/probe-tokens
-probe-tokens: install
-	status=0; $(BIN)/vgrout sweep --spec sweeps/probe-tokens.toml --backend local --jobs 2 \
-		--out $(PROBE_TOKENS) || status=$$?; \
-	$(BIN)/vgrout report $(PROBE_TOKENS) --publish docs/evidence/probe-tokens && exit $$status
-
-# routeV's and routeA's band score as a cosine against the raw dot, each with its placebo
-# (sweeps/gate-score.toml: 65 runs, 2 at a time), then the report and docs/evidence/gate-score/.
-GATE_SCORE ?= runs/gate-score
-gate-score: install
-	status=0; $(BIN)/vgrout sweep --spec sweeps/gate-score.toml --backend local --jobs 2 \
-		--out $(GATE_SCORE) || status=$$?; \
-	$(BIN)/vgrout report $(GATE_SCORE) --publish docs/evidence/gate-score && exit $$status
-
-# The evidence's one-field ablations at the current defaults with their reference cells
-# (sweeps/ablations.toml: 50 runs, 2 at a time), then the report and docs/evidence/ablations/.
-ABLATIONS ?= runs/ablations
-ablations: install
-	status=0; $(BIN)/vgrout sweep --spec sweeps/ablations.toml --backend local --jobs 2 \
-		--out $(ABLATIONS) || status=$$?; \
-	$(BIN)/vgrout report $(ABLATIONS) --publish docs/evidence/ablations && exit $$status
+# Evidence sweeps, one spec each: `make NAME` runs sweeps/NAME.toml resumably into runs/NAME (2 runs
+# at a time; a re-run skips finished runs and resumes killed ones), then writes the report and a
+# copy of it in docs/evidence/NAME/ (the target fails with the sweep's exit status). ~3 min of CPU
+# per toy run, so on 2 cores ~1.5 min of wall time per run.
+#   main-arms     the six main arms at the current defaults, seeds 0-4 (30 runs)
+#   routeA        the activation-space gate and its placebo, with none, seeds 0-4 (15 runs)
+#   probe-tokens  routeV's c-probe on completion positions vs every position (25 runs)
+#   gate-score    routeV's and routeA's band score: cosine vs raw dot, with placebos (65 runs)
+#   ablations     the evidence's one-field ablations with their reference cells (50 runs)
+#   capacity      none vs plain at equal trained adapter slots: why plain hacks more (20 runs)
+#   seeds         routeV vs its placebo (dot and cosine), absorb and none over seeds 0-9 (60 runs)
+RUNS ?= runs
+$(EVIDENCE_SWEEPS): install
+	status=0; $(BIN)/vgrout sweep --spec sweeps/$@.toml --backend local --jobs 2 \
+		--out $(RUNS)/$@ || status=$$?; \
+	$(BIN)/vgrout report $(RUNS)/$@ --publish docs/evidence/$@ && exit $$status
 
 test: install
 	$(BIN)/ruff check src tests

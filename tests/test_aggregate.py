@@ -245,3 +245,33 @@ def test_ablation_contrasts_change_one_field_against_its_default():
     assert gdf["metrics"]["deployed.hack"]["significant"] is True
     # without defaults there is no way to tell which side is the reference: no ablations
     assert aggregate(rows, n_resamples=100)["ablations"] == []
+
+
+def test_declared_contrast_pairs_two_groups_that_differ_in_several_fields():
+    """plain [rank=2] - none [rank=4]: two fields differ, so no automatic contrast exists; the
+    declared one pairs the groups by seed and is listed (and worded) first."""
+    rows = []
+    for s in (0, 1, 2):
+        rows += [
+            run("none", s, 0.20 + 0.1 * s, 0.5, rank=4),
+            run("none", s, 0.50, 0.5, rank=8),
+            run("plain", s, 0.25 + 0.1 * s + 0.01 * s, 0.4, rank=2),
+            run("plain", s, 0.60, 0.3, rank=4),
+        ]
+    declared = [
+        {"a": {"arm": "plain", "fields": {"rank": 2, "lr": 1.0}},
+         "b": {"arm": "none", "fields": {"rank": 4, "lr": 1.0}}, "why": "4 trained slots"},
+        {"a": {"arm": "plain", "fields": {"rank": 3}},  # no such group: left out
+         "b": {"arm": "none", "fields": {"rank": 4}}, "why": "absent"},
+    ]  # fmt: skip
+    agg = aggregate(rows, n_resamples=500, defaults={"rank": 4, "arm": "none"}, declared=declared)
+    (c,) = agg["declared"]
+    assert c["name"] == "arm=plain,rank=2 - arm=none,rank=4"
+    assert c["why"] == "4 trained slots"
+    hack = c["metrics"]["deployed.hack"]
+    assert [d["value"] for d in hack["per_seed"]] == pytest.approx([0.05, 0.06, 0.07])
+    assert hack["mean"] == pytest.approx(0.06) and hack["significant"] is True
+    assert c["metrics"]["deployed.solve"]["mean"] == pytest.approx(-0.1)
+    sentences = significance_sentences(agg)
+    assert sentences[0].startswith("plain [rank=2] vs none (declared in the sweep spec")
+    assert aggregate(rows, n_resamples=100)["declared"] == []

@@ -381,3 +381,22 @@ def test_report_names_the_machines_and_flags_mixed_draws(tmp_path):
     other = run("d", "AVX2", "cd" * 32)
     assert "**These runs mix machines or base weights**" in machines_sentence([*same, other])
     assert machines_sentence([]) == ""
+
+
+def test_a_declared_contrast_is_listed_first_with_its_reason(tmp_path):
+    from vgrout.experiments.sweep.spec import make_spec
+
+    spec = make_spec(
+        "smoke",
+        [{"arm": ["absorb", "routeV"], "seed": [0, 1, 2]}],
+        {"steps": 10},
+        [{"a": {"arm": "routeV"}, "b": {"arm": "absorb"}, "why": "a gate against none"}],
+    )
+    run_sweep(spec, tmp_path, backend="local", progress=False, n_resamples=500,
+              train_fn=fake_train, resume_fn=no_resume)  # fmt: skip
+    contrasts = section(report(tmp_path), "Paired contrasts")
+    first = contrasts.split("\n|")[3]  # the header, its rule, then the first row
+    assert first.startswith(" routeV - absorb (a gate against none) |")
+    # absorb seed 2 failed: seeds 0, 1 pair (0.10 - 0.40, 0.30 - 0.20): not tested
+    row = table_row(contrasts, "routeV - absorb (a gate against none)")
+    assert row[1:3] == ["2", "-0.100 [-0.300, +0.100] ~"]

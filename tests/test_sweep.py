@@ -18,6 +18,7 @@ from vgrout.experiments.sweep import (
     run_sweep,
     spec_from_cli,
 )
+from vgrout.experiments.sweep.spec import contrast_side
 from vgrout.runfolder import RunFolder
 
 # ------------------------------------------------------------------------------ grid expansion
@@ -370,6 +371,10 @@ def test_shipped_specs_expand_and_the_evidence_pins_how_it_was_made():
     assert len(evidence) == 65 and len(main) == 30
     for spec in sweeps.glob("*.toml"):  # every shipped spec expands (validated configs)
         assert expand(spec_from_cli(spec_file=spec)), spec
+    # and each but the evidence (its own target, with a classifier pass) is a `make NAME` target
+    makefile = (sweeps.parent / "Makefile").read_text()
+    listed = makefile.split("EVIDENCE_SWEEPS := ", 1)[1].split("\n", 1)[0].split()
+    assert sorted(listed) == sorted(s.stem for s in sweeps.glob("*.toml") if s.stem != "evidence")
     assert {(c.config.mixed_decode, c.config.share_prompt_forward) for c in evidence} == {
         ("auto", False)
     }
@@ -419,3 +424,57 @@ def test_a_pool_worker_exits_when_its_sweep_process_is_killed():
     while not _gone(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _gone(pid)
+
+
+# ------------------------------------------------------------------------------ declared contrasts
+CONTRAST_SPEC = (
+    'preset = "smoke"\n'
+    "[[grids]]\n"
+    'arm = ["none", "plain"]\n'
+    "seed = [0, 1]\n"
+    "[[grids]]\n"
+    'arm = ["plain"]\n'
+    "rank = [2]\n"
+    "seed = [0, 1]\n"
+)
+
+
+def test_declared_contrasts_resolve_their_sides_and_survive_the_sweep_file(tmp_path):
+    """A side names a group by the fields it gives, every other field at its default; the
+    contrasts travel in sweep.json, so a re-run and the report read the same ones."""
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text(
+        CONTRAST_SPEC
+        + '[[contrasts]]\na = { arm = "plain", rank = "2" }\nb = { arm = "none" }\nwhy = "slots"\n'
+    )
+    spec = spec_from_cli(spec_file=spec_file)
+    assert spec.contrasts == ({"a": {"arm": "plain", "rank": 2}, "b": {"arm": "none"},
+                               "why": "slots"},)  # fmt: skip
+    a = contrast_side(load_preset("smoke"), spec, spec.contrasts[0]["a"])
+    b = contrast_side(load_preset("smoke"), spec, spec.contrasts[0]["b"])
+    assert (a["arm"], a["fields"]["rank"]) == ("plain", 2)
+    assert (b["arm"], b["fields"]["rank"]) == ("none", load_preset("smoke").rank)
+    sweep(spec, tmp_path / "sw", FakeTrainer())
+    assert load_sweep_spec(tmp_path / "sw").contrasts == spec.contrasts
+
+
+@pytest.mark.parametrize(
+    ("contrast", "match"),
+    [
+        (
+            'a = { arm = "plain", rank = 3 }\nb = { arm = "none" }\n',
+            "contrast 1 a .* names no group",
+        ),
+        ('a = { arm = "none" }\nb = { arm = "none", rank = 4 }\n', "a and b name the same group"),
+        ('a = { arm = "plain", seed = 1 }\nb = { arm = "none" }\n', "'seed' cannot name a side"),
+        ('a = { arm = "plain", rnak = 2 }\nb = { arm = "none" }\n', "unknown config field 'rnak'"),
+        ('a = { arm = "plain" }\n', "keys are a and b"),
+        ('a = { arm = "plain" }\nb = {}\n', "contrast 1 b: a non-empty table"),
+        ('a = { arm = "plain" }\nb = { arm = "none" }\nhow = "x"\n', "keys are a and b"),
+    ],
+)
+def test_a_bad_declared_contrast_is_refused_with_its_number(tmp_path, contrast, match):
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text(CONTRAST_SPEC + "[[contrasts]]\n" + contrast)
+    with pytest.raises(ValueError, match=match):
+        spec_from_cli(spec_file=spec_file)

@@ -46,6 +46,7 @@ REFERENCE_ARMS: tuple[str, ...] = ("none", "plain")
 """Every arm is contrasted with each vanilla control present: `none` (structure-matched: only the
 deployed block trains) and `plain` (capacity-matched: rank-2r, no masks)."""
 CONTRAST_KINDS: tuple[tuple[str, str], ...] = (
+    ("declared", "declared in the sweep spec, paired by seed"),
     ("vs_none", "paired by seed"),
     ("vs_plain", "paired by seed"),
     ("real_vs_placebo", "real minus placebo, paired by seed"),
@@ -238,12 +239,15 @@ def aggregate(
     level: float = 0.95,
     min_seeds: int = 3,
     defaults: dict | None = None,
+    declared: Sequence[dict] = (),
 ) -> dict:
     """The sweep summary: per group means + intervals, paired contrasts, placebo bands.
 
     `defaults` ({field: value} of the sweep's base config) turns on ablation contrasts: a group
     that differs in exactly one field from its arm's default configuration is contrasted with it
-    (e.g. absorb [gen_deploy_frac=0] - absorb [gen_deploy_frac=0.25])."""
+    (e.g. absorb [gen_deploy_frac=0] - absorb [gen_deploy_frac=0.25]). `declared` holds the
+    spec's own contrasts, {"a": record, "b": record, "why": text} with run-like records
+    ({"arm", "fields"}) naming the two groups; one whose groups have no finished runs is left out."""
     group_by = list(default_group_by(runs) if group_by is None else group_by)
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
@@ -259,6 +263,7 @@ def aggregate(
         "min_seeds": min_seeds,
         "n_runs": len(runs),
         "groups": [],
+        "declared": [],
         "vs_none": [],
         "vs_plain": [],
         "real_vs_placebo": [],
@@ -288,6 +293,10 @@ def aggregate(
             },
         }
 
+    for d in declared:
+        a_key, b_key = group_key(d["a"], group_by), group_key(d["b"], group_by)
+        if a_key in groups and b_key in groups:
+            out["declared"].append({**contrast(a_key, b_key), "why": d.get("why", "")})
     for key, rs in groups.items():
         arm = dict(key)["arm"]
         for i, ref in enumerate(REFERENCE_ARMS):

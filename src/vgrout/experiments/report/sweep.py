@@ -213,8 +213,9 @@ def write_sweep_report(
         "",
         "## Paired contrasts",
         "",
-        f"Differences A - B per seed (same seed, same other grid fields), mean over seeds "
-        f"[{level}% bootstrap interval]. `*` = the interval excludes 0 with at least "
+        f"Differences A - B per seed (same seed, same other grid fields; a contrast declared "
+        f"in the spec, listed first with its reason, pairs its two groups by seed only), mean "
+        f"over seeds [{level}% bootstrap interval]. `*` = the interval excludes 0 with at least "
         f"{summary.get('min_seeds')} paired seeds; `~` = not tested (fewer paired seeds).",
         "",
         contrasts_table(summary),

@@ -54,8 +54,9 @@ def contrasts_table(summary: dict) -> str:
     for kind, _ in agg.CONTRAST_KINDS:
         for c in summary.get(kind, []):
             first = c["metrics"][agg.METRICS[0]]
+            why = f" ({c['why']})" if c.get("why") else ""
             rows.append([
-                f"{c['a_display']} - {c['b_display']}", first.get("n", 0),
+                f"{c['a_display']} - {c['b_display']}{why}", first.get("n", 0),
                 *(_contrast_cell(c["metrics"].get(m)) for m in agg.METRICS),
             ])  # fmt: skip
     if not rows:

@@ -70,4 +70,4 @@ def load_sweep_spec(out: Path) -> SweepSpec:
     if not path.is_file():
         raise FileNotFoundError(f"{out} holds no sweep ({SWEEP_FILE} missing)")
     d = json.loads(path.read_text())["spec"]
-    return make_spec(d["preset"], d["grids"], d["set"])
+    return make_spec(d["preset"], d["grids"], d["set"], d.get("contrasts"))

@@ -28,12 +28,17 @@ class SweepSpec:
     """Fixed overrides {field: typed value} applied to every cell."""
     grids: tuple[dict, ...]
     """Each grid: {field: [typed values]} in axis order (a cartesian product)."""
+    contrasts: tuple[dict, ...] = ()
+    """Declared contrasts {"a": {field: typed value}, "b": {...}, "why": text}: the report pairs
+    group a with group b by seed (e.g. two cells with equal trained slots, which differ in more
+    than one field and so are not an automatic ablation contrast)."""
 
     def to_dict(self) -> dict:
         return {
             "preset": self.preset,
             "set": _jsonable(self.sets),
             "grids": _jsonable(list(self.grids)),
+            "contrasts": _jsonable(list(self.contrasts)),
         }
 
 
@@ -131,8 +136,11 @@ def parse_set_args(overrides: list[str]) -> dict[str, str]:
     return out
 
 
-def make_spec(preset: str, grids: list[dict], sets: dict | None = None) -> SweepSpec:
-    """Check and type a spec: known fields, parsable values, no field both set and swept."""
+def make_spec(
+    preset: str, grids: list[dict], sets: dict | None = None, contrasts: list | None = None
+) -> SweepSpec:
+    """Check and type a spec: known fields, parsable values, no field both set and swept, and
+    declared contrasts whose sides each name a group of the grid."""
     load_preset(preset)  # unknown preset -> clear error
     typed_sets = {k: coerce_value(k, v, f"--set {k}") for k, v in (sets or {}).items()}
     typed_grids = []
@@ -153,7 +161,85 @@ def make_spec(preset: str, grids: list[dict], sets: dict | None = None) -> Sweep
             if len(set(map(canonical_json, typed[k]))) != len(typed[k]):
                 raise ValueError(f"{where}: field {k!r} lists a value twice: {values}")
         typed_grids.append(typed)
-    return SweepSpec(preset, typed_sets, tuple(typed_grids))
+    spec = SweepSpec(preset, typed_sets, tuple(typed_grids))
+    if contrasts:
+        typed_contrasts = tuple(_typed_contrast(c, i + 1) for i, c in enumerate(contrasts))
+        spec = dataclasses.replace(spec, contrasts=typed_contrasts)
+        _check_contrasts(spec)
+    return spec
+
+
+CONTRAST_KEYS = ("a", "b", "why")
+REPLICATION_FIELDS = ("seed", "placebo_seed")
+"""Not grouping fields: a contrast pairs its two groups by these (a side never names them)."""
+
+
+def _typed_contrast(c, number: int) -> dict:
+    where = f"contrast {number}"
+    if not isinstance(c, dict):
+        raise ValueError(f"{where}: must be a table with keys a, b and optionally why")
+    unknown = sorted(set(c) - set(CONTRAST_KEYS))
+    if unknown or "a" not in c or "b" not in c:
+        raise ValueError(
+            f'{where}: keys are a and b (each a table of fields, e.g. a = {{ arm = "plain", '
+            f"rank = 2 }}) and optionally why; got {', '.join(sorted(c))}"
+        )
+    out = {"why": str(c.get("why", ""))}
+    for side in ("a", "b"):
+        sel = c[side]
+        if not isinstance(sel, dict) or not sel:
+            raise ValueError(
+                f'{where} {side}: a non-empty table of fields, e.g. {{ arm = "none" }}'
+            )
+        bad = [k for k in sel if k in REPLICATION_FIELDS]
+        if bad:
+            raise ValueError(
+                f"{where} {side}: {bad[0]!r} cannot name a side; contrasts pair every seed"
+            )
+        out[side] = {k: coerce_value(k, v, f"{where} {side} {k}") for k, v in sel.items()}
+    return out
+
+
+def contrast_side(base: TrainConfig, spec: SweepSpec, selector: dict) -> dict:
+    """A contrast side as a run-like record {"arm": label, "fields": resolved config}: the preset,
+    the spec's sets and the selector's fields, every other field at its default."""
+    cfg = cell_config(base, {**spec.sets, **selector})
+    return {"arm": arm_label(cfg), "fields": cfg.to_dict()}
+
+
+def grouping_axes(cells: list[Cell]) -> list[str]:
+    """The grid axes that split groups: every cell's fields except arm, seed and placebo_seed."""
+    axes: list[str] = []
+    for c in cells:
+        axes += [f for f in c.fields if f not in ("arm", *REPLICATION_FIELDS, *axes)]
+    return axes
+
+
+def _check_contrasts(spec: SweepSpec) -> None:
+    """Each side must name a group of the grid (a typo would silently contrast nothing)."""
+    base, cells = load_preset(spec.preset), expand(spec)
+    axes = grouping_axes(cells)
+
+    def key(arm: str, config: dict) -> tuple:
+        return (arm, *(canonical_json(config.get(f)) for f in axes))
+
+    groups = {key(c.arm, c.config.to_dict()) for c in cells}
+    for i, c in enumerate(spec.contrasts, 1):
+        keys = {}
+        for side in ("a", "b"):
+            try:
+                s = contrast_side(base, spec, c[side])
+            except ValueError as e:
+                raise ValueError(f"contrast {i} {side}: {e}") from e
+            keys[side] = key(s["arm"], s["fields"])
+            if keys[side] not in groups:
+                words = ", ".join(f"{k}={agg.format_value(v)}" for k, v in c[side].items())
+                raise ValueError(
+                    f"contrast {i} {side} ({words}) names no group of the grid: add its cells to "
+                    "a grid or fix the fields"
+                )
+        if keys["a"] == keys["b"]:
+            raise ValueError(f"contrast {i}: a and b name the same group")
 
 
 def spec_from_cli(
@@ -170,6 +256,7 @@ def spec_from_cli(
     ambiguous)."""
     sets: dict = {}
     grids: list[dict] = []
+    contrasts: list = []
     if spec_file is not None:
         data = load_spec_file(spec_file)
         file_preset = data.get("preset")
@@ -180,23 +267,25 @@ def spec_from_cli(
         grids = list(data.get("grids", []))
         if "grid" in data:
             grids.insert(0, data["grid"])
+        contrasts = list(data.get("contrasts", []))
     cli_grid = parse_grid_args(grid or [])
     if cli_grid:
         if grids:
             raise ValueError(f"{spec_file} already defines grids; put the --grid axes in the file")
         grids = [cli_grid]
     sets.update(parse_set_args(overrides or []))
-    return make_spec(preset or "toy", grids, sets)
+    return make_spec(preset or "toy", grids, sets, contrasts)
 
 
 def load_spec_file(path: Path) -> dict:
     path = Path(path)
     text = path.read_text()
     data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    unknown = sorted(set(data) - {"preset", "set", "grid", "grids"})
+    unknown = sorted(set(data) - {"preset", "set", "grid", "grids", "contrasts"})
     if unknown:
         raise ValueError(
-            f"{path}: unknown keys {', '.join(unknown)}; a spec has preset, set, grid, grids"
+            f"{path}: unknown keys {', '.join(unknown)}; a spec has preset, set, grid, grids, "
+            "contrasts"
         )
     if isinstance(data.get("set"), list):
         data["set"] = parse_set_args(data["set"])

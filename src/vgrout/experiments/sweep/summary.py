@@ -10,6 +10,7 @@ from pathlib import Path
 from vgrout.config import load_preset
 from vgrout.experiments import aggregate as agg
 from vgrout.experiments.sweep.folder import SUMMARY_FILE, load_sweep_spec
+from vgrout.experiments.sweep.spec import contrast_side
 from vgrout.runfolder import atomic_write_text
 
 
@@ -17,7 +18,9 @@ def finish(out: Path, n_resamples: int = 10_000) -> dict:
     """Aggregate the sweep's finished runs into OUT/sweep_summary.json (also `vgrout report`)."""
     out = Path(out)
     runs, missing = agg.load_runs(out)
-    summary = agg.aggregate(runs, n_resamples=n_resamples, defaults=base_defaults(out))
+    summary = agg.aggregate(
+        runs, n_resamples=n_resamples, defaults=base_defaults(out), declared=declared(out)
+    )
     summary["unfinished"] = missing
     summary["runs"] = [
         {"name": r["name"], "folder": r["folder"], "arm": r["arm"], "seed": r["seed"]} for r in runs
@@ -35,6 +38,20 @@ def base_defaults(out: Path) -> dict:
     spec = load_sweep_spec(out)
     base = dataclasses.replace(load_preset(spec.preset), **spec.sets)
     return dataclasses.asdict(base)
+
+
+def declared(out: Path) -> list[dict]:
+    """The spec's declared contrasts with each side resolved to a run-like record (aggregate)."""
+    spec = load_sweep_spec(out)
+    base = load_preset(spec.preset)
+    return [
+        {
+            "a": contrast_side(base, spec, c["a"]),
+            "b": contrast_side(base, spec, c["b"]),
+            "why": c.get("why", ""),
+        }
+        for c in spec.contrasts
+    ]
 
 
 def _finite(x):
