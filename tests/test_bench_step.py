@@ -49,6 +49,20 @@ def test_bench_step_random_weights_of_a_published_shape(capsys, shared_data):
     assert re.fullmatch(r"routeV/none = \d+\.\d\dx \(target <= 1\.3\)", lines[-1])
 
 
+def test_random_weights_train_every_row_and_the_toy_keeps_its_defaults():
+    """A random model earns no reward: without this every group is flat and skipped, and the step
+    would time neither the gate nor the update."""
+    from vgrout.bench.step import bench_configs
+
+    scale = bench_configs("leetcode-qwen3-4b", True, "qwen3-vocab-tiny", (), None)
+    assert set(scale) == {"none", "routeV"}
+    assert all(
+        not c.skip_flat_groups and c.model == "random:qwen3-vocab-tiny" for c in scale.values()
+    )
+    toy = bench_configs("toy", False, None, (), None)
+    assert all(c.skip_flat_groups and c.teacher_off_step == 1000 for c in toy.values())
+
+
 def test_an_unknown_random_shape_is_refused_by_name():
     from vgrout.config import load_preset
 

@@ -17,6 +17,7 @@ CUDA, the peak memory of its steps; the last line is the ratio routeV / none.
 from __future__ import annotations
 
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +41,9 @@ def bench_configs(
         if base.model == "toy":
             raise ValueError("--random-weights is for hub models; the toy base is built locally")
         sets.append(f"model=random:{shape or RANDOM_SHAPES.get(preset, 'qwen3-4b')}")
+        # a random model earns no reward, so every group would be flat and skipped: no gate, no
+        # update. Train every row instead (zero advantages still cost the full forward/backward).
+        sets.append("skip_flat_groups=false")
     elif shape:
         raise ValueError("--shape needs --random-weights")
     arms = arms or (TOY_ARMS if base.model == "toy" else SCALE_ARMS)
@@ -71,7 +75,9 @@ def bench_step(
         cuda = any(str(r.policy.device).startswith("cuda") for r in runs.values())
         for arm in runs:
             for k in range(warmup):
+                t0 = time.perf_counter()
                 training_step(runs[arm], k, pool)
+                _progress(f"{arm} warm-up step {k}: {time.perf_counter() - t0:.1f} s")
         seconds = {arm: [] for arm in runs}
         phases = {arm: [] for arm in runs}
         peak = dict.fromkeys(runs, 0)
@@ -84,6 +90,7 @@ def bench_step(
                 seconds[arm].append(time.perf_counter() - t0)
                 tokens = sum(len(r.completion_ids) for r in rows if r.source == "student")
                 phases[arm].append({**upd, "gen_tokens": tokens})
+                _progress(f"{arm} step {k}: {seconds[arm][-1]:.1f} s")
                 if cuda:
                     peak[arm] = max(peak[arm], torch.cuda.max_memory_allocated())
         cfg = next(iter(configs.values()))
@@ -99,6 +106,12 @@ def bench_step(
     for line in lines:
         print(line)
     return lines
+
+
+def _progress(text: str) -> None:
+    """Each step as it ends, on stderr: a run cut short (a device's time limit) still says how far
+    it got; stdout keeps only the result lines."""
+    print(f"  bench step: {text}", file=sys.stderr, flush=True)
 
 
 def arm_line(arm: str, seconds: list[float], phases: list[dict], peak_bytes: int) -> str:
