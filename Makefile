@@ -43,7 +43,7 @@ sweep-demo: install
 #   probe-tokens  routeV's c-probe on completion positions vs every position (25 runs)
 #   gate-score    routeV's and routeA's band score: cosine vs raw dot, with placebos (65 runs)
 #   ablations     the evidence's one-field ablations with their reference cells (50 runs)
-#   capacity      none vs plain at equal trained adapter slots: why plain hacks more (20 runs)
+#   capacity      none vs plain at equal trained adapter slots, and lr against slots (30 runs)
 #   seeds         routeV vs its placebo (dot and cosine), absorb and none over seeds 0-9 (60 runs)
 RUNS ?= runs
 $(EVIDENCE_SWEEPS): install
