@@ -11,8 +11,9 @@
 # .gpu-data, git-ignored): LeetCodeDataset-v0.2.0-train.jsonl.gz and leetcode_test_medhard.jsonl.gz.
 # With the device tool of this workplace (15 minutes of device time in all, so one call):
 #   mkdir -p .gpu-data && cp ../shared/data/leetcode/*.gz .gpu-data/
-#   run(command="bash scripts/gpu-targets.sh", carry=[".gpu-data"], timeout_s=540)
-# (the two limits below sum to 480 s; with the ~1 min start that is ~10 of the 15 minutes)
+#   run(command="bash scripts/gpu-targets.sh", carry=[".gpu-data"], timeout_s=400)
+# (the two limits below sum to 360 s: with the ~1 min start, ~7 of the 15 minutes, which leaves
+# room for one rerun, e.g. with STEPS=2 or other limits, while the machine is still warm)
 # Each command runs under its own time limit (STEP_LIMIT, GEN_LIMIT seconds) and writes its output
 # to $OUT (the device tool's folder; else runs/gpu-targets) as it goes, so a slow part still leaves
 # the other's numbers and how far it got. A CPU dry run on a tiny shape checks the script only:
@@ -23,13 +24,13 @@ OUT=${OUT:-runs/gpu-targets}
 GPU_DATA=${GPU_DATA:-.gpu-data}
 PY=${PYTHON:-python3}
 SHAPE=${SHAPE:-qwen3-4b}          # a shape of vgrout/shapes.py
-STEPS=${STEPS:-2}                 # timed steps per arm (after one warm-up step)
+STEPS=${STEPS:-1}                 # timed steps per arm, after one warm-up step (compiles)
 NEW_TOKENS=${NEW_TOKENS:-}        # empty: the preset's max_new_tokens (1,024)
-GEN_TOKENS=${GEN_TOKENS:-256}     # bench generate: new tokens per row
+GEN_TOKENS=${GEN_TOKENS:-128}     # bench generate: new tokens per row
 BATCH=${BATCH:-56}                # bench generate: rows
 PROMPT_LEN=${PROMPT_LEN:-256}     # bench generate: prompt tokens
-STEP_LIMIT=${STEP_LIMIT:-330}     # seconds (model build, warm-up with compile, 2 x 2 steps)
-GEN_LIMIT=${GEN_LIMIT:-150}       # seconds
+STEP_LIMIT=${STEP_LIMIT:-220}     # seconds: model build, then 2 steps per arm
+GEN_LIMIT=${GEN_LIMIT:-140}       # seconds: model build, compile, HF and engine
 export PYTHONPATH=src PYTHONUNBUFFERED=1 VGROUT_DATA_DIR="$GPU_DATA"
 mkdir -p "$OUT"
 
