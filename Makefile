@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds
+EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds honest
 
 .PHONY: install demo sweep-demo evidence $(EVIDENCE_SWEEPS) test lint format bench clean
 
@@ -45,6 +45,7 @@ sweep-demo: install
 #   ablations     the evidence's one-field ablations with their reference cells (50 runs)
 #   capacity      none vs plain at equal trained adapter slots, and lr against slots (30 runs)
 #   seeds         routeV vs its placebo (dot and cosine), absorb and none over seeds 0-9 (60 runs)
+#   honest        none, plain and absorb trained on an honest grader (modes = gt_only) (15 runs)
 RUNS ?= runs
 $(EVIDENCE_SWEEPS): install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/$@.toml --backend local --jobs 2 \

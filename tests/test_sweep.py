@@ -321,6 +321,24 @@ def test_real_sweep_on_local_ray(tmp_path):
         spec, tmp_path / "sw", backend="ray", num_cpus=2, progress=False, n_resamples=500
     )
     assert again["counts"]["reused"] == 2
+    # every finished run scored on another evaluation set, per group, run folders untouched
+    from vgrout.cli import main
+
+    evals = {c.folder: (tmp_path / "sw" / "runs" / c.folder / "eval.jsonl").read_bytes()
+             for c in expand(spec)}  # fmt: skip
+    out = tmp_path / "cross.json"
+    argv = ["eval", str(tmp_path / "sw"), "--set", "modes=gt_only", "--set", "final_eval_n=4",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    cross = json.loads(out.read_text())
+    assert sorted(r["name"] for r in cross["runs"]) == ["arm=absorb", "arm=none"]
+    assert all(r["summary"]["deployed"]["n"] == 4 for r in cross["runs"])
+    assert {g["name"]: g["metrics"]["deployed.hack"]["mean"] for g in cross["groups"]} == {
+        "arm=none": 0.0,
+        "arm=absorb": 0.0,
+    }  # gt_only has no loophole to pay
+    for c in expand(spec):
+        assert (tmp_path / "sw" / "runs" / c.folder / "eval.jsonl").read_bytes() == evals[c.folder]
 
 
 def test_cells_run_grid_by_grid_and_seed_by_seed(tmp_path):

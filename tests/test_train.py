@@ -405,3 +405,32 @@ def test_mixed_decode_is_on_by_default_on_every_device():
     for device in ("cpu", "cuda:0"):
         assert TrainConfig().mixes_decode(device)
         assert load_preset("toy").mixes_decode(device)
+
+
+@pytest.mark.slow
+def test_eval_on_another_set_records_nothing_and_refuses_training_fields(tmp_path, capsys):
+    """`vgrout eval RUN --set modes=...` scores the same weights on another evaluation set: the
+    run folder is left as it was, a field that shapes training is refused, and `--base-model`
+    evaluates the base on the same set."""
+    from vgrout.cli import main
+    from vgrout.rl.run_eval import final_evaluation_from_dir
+
+    cfg, out = _smoke(tmp_path, "absorb", steps=1, eval_every=0)
+    train(cfg, out, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    res = final_evaluation_from_dir(out, ["modes=gt_only", "final_eval_n=4"])
+    assert res["eval_overrides"] == ["modes=gt_only", "final_eval_n=4"]
+    for state in ("deployed", "as_trained"):
+        assert res[state]["n"] == 4
+        assert res[state]["hack"] == 0.0  # gt_only has no loophole to pay
+        assert list(res[state]["by_mode"]) == ["gt_only"]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    with pytest.raises(ValueError, match="only evaluation fields can change.*'rank'"):
+        final_evaluation_from_dir(out, ["rank=8"])
+    capsys.readouterr()
+    result = tmp_path / "base.json"
+    argv = ["eval", str(out), "--base-model", "--set", "final_eval_n=4", "--out", str(result)]
+    assert main(argv) == 0
+    base = json.loads(result.read_text())
+    assert base["eval_overrides"] == ["final_eval_n=4"] and base["base_model"]["n"] == 4
+    assert json.loads(capsys.readouterr().out) == base

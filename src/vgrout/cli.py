@@ -136,11 +136,39 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
-    from vgrout.rl.run_eval import final_evaluation_from_dir
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
-    result = final_evaluation_from_dir(Path(args.run_dir))
-    print(json.dumps(result, indent=2))
+
+def cmd_eval(args) -> int:
+    from vgrout.rl.run_eval import eval_config, final_evaluation_from_dir
+
+    if (Path(args.run_dir) / "sweep.json").is_file():  # every finished run of a sweep
+        from vgrout.experiments.sweep.cross_eval import cross_eval_table, cross_evaluate
+
+        if args.base_model:
+            raise ValueError("--base-model takes a run folder, not a sweep folder")
+        result = cross_evaluate(Path(args.run_dir), args.set, progress=_err)
+        if args.out:
+            from vgrout.runfolder import atomic_write_text
+
+            atomic_write_text(Path(args.out), json.dumps(result, indent=2))
+        print(f"evaluated on {' '.join(args.set)}:")
+        print(cross_eval_table(result))
+        return 0
+    if args.base_model:  # the row every arm is read against, on the same evaluation set
+        from vgrout.experiments.decision import base_eval
+
+        cfg = eval_config(Path(args.run_dir), args.set)
+        result = {"base_model": base_eval(cfg), "eval_overrides": list(args.set)}
+    else:
+        result = final_evaluation_from_dir(Path(args.run_dir), args.set)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        from vgrout.runfolder import atomic_write_text
+
+        atomic_write_text(Path(args.out), text)
+    print(text)
     return 0
 
 
@@ -319,8 +347,22 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--seeds", type=int, default=1, help="seeds per arm")
             s.add_argument("--jobs", type=int, default=1, help="arms run in parallel processes")
 
-    e = sub.add_parser("eval", help="re-run the final evaluation of a run folder")
+    e = sub.add_parser(
+        "eval",
+        help="re-run the final evaluation of a run folder; with --set, score a run (or every "
+        "finished run of a sweep folder, per group with intervals) on another evaluation set",
+    )
     e.add_argument("run_dir")
+    e.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="evaluate on another set: modes, eval_problems, final_eval_n, eval_temperature, "
+        "eval_seed (nothing is then written to the run folder)",
+    )
+    e.add_argument("--base-model", action="store_true", help="evaluate the run's base model")
+    e.add_argument("--out", default=None, help="also write the JSON result to this file")
     e.set_defaults(func=cmd_eval)
 
     x = sub.add_parser(

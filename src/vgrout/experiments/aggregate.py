@@ -14,8 +14,9 @@ The statistics, and why:
   placebo Haar seeds) are averaged first, then the mean over seeds gets a 95% percentile-bootstrap
   interval (resampling seeds with replacement; seeded, so the numbers are reproducible).
 - Contrasts are paired by seed (same seed, same other fields), because a seed fixes prompts,
-  sampling and adapter init: pairing removes that shared noise. `X - none` for every arm X, and
-  `real - placebo` (e.g. routeV - routeV_placebo).
+  sampling and adapter init: pairing removes that shared noise. `X - none` (and `X - plain`) for
+  every arm X, `real - placebo` (e.g. routeV - routeV_placebo), one-field ablations against the
+  arm's default, and any contrast the sweep spec declares (two named groups).
 - A placebo band: the spread of the placebo runs' deployed hack over every placebo run (one Haar
   direction each), so a reader sees whether the real direction falls outside chance.
 - A contrast is called significant only if its interval excludes 0 *and* it has at least

@@ -44,7 +44,8 @@ def run_name(arm: str, seed: int) -> str:
 
 
 def base_eval(cfg: TrainConfig, pool=None) -> dict:
-    """Hack/solve of the base model (no adapter) on the held-out test set."""
+    """Hack/solve of the base model (no adapter) on the held-out test set the runs' final
+    evaluation uses (its first `final_eval_n` items; all of them when 0, the toy's default)."""
     from vgrout.env.sandbox import SandboxPool
     from vgrout.rl import components
     from vgrout.rl.evaluate import evaluate_state
@@ -59,7 +60,7 @@ def base_eval(cfg: TrainConfig, pool=None) -> dict:
     ) as pool:
         r = evaluate_state(
             policy,
-            env.test,
+            env.test[: cfg.final_eval_n or None],
             "full",
             temperature=cfg.eval_temperature,
             seed=cfg.eval_seed,
