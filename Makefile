@@ -42,7 +42,7 @@ sweep-demo: install
 #   routeA        the activation-space gate and its placebo, with none, seeds 0-4 (15 runs)
 #   probe-tokens  routeV's c-probe on completion positions vs every position (25 runs)
 #   gate-score    routeV's and routeA's band score: cosine vs raw dot, with placebos (65 runs)
-#   ablations     the evidence's one-field ablations with their reference cells (50 runs)
+#   ablations     the evidence's one-field ablations with their reference cells (55 runs)
 #   capacity      none vs plain at equal trained adapter slots, and lr against slots (30 runs)
 #   seeds         routeV vs its placebo (dot and cosine), absorb and none over seeds 0-9 (60 runs)
 #   honest        none, plain and absorb trained on an honest grader (modes = gt_only) (15 runs)
