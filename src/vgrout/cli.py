@@ -142,33 +142,26 @@ def _err(text: str) -> None:
 
 def cmd_eval(args) -> int:
     from vgrout.rl.run_eval import eval_config, final_evaluation_from_dir
+    from vgrout.runfolder import atomic_write_text
 
-    if (Path(args.run_dir) / "sweep.json").is_file():  # every finished run of a sweep
+    root, shown = Path(args.run_dir), None
+    if (root / "sweep.json").is_file():  # every finished run of a sweep, per group
         from vgrout.experiments.sweep.cross_eval import cross_eval_table, cross_evaluate
 
         if args.base_model:
             raise ValueError("--base-model takes a run folder, not a sweep folder")
-        result = cross_evaluate(Path(args.run_dir), args.set, progress=_err)
-        if args.out:
-            from vgrout.runfolder import atomic_write_text
-
-            atomic_write_text(Path(args.out), json.dumps(result, indent=2))
-        print(f"evaluated on {' '.join(args.set)}:")
-        print(cross_eval_table(result))
-        return 0
-    if args.base_model:  # the row every arm is read against, on the same evaluation set
+        result = cross_evaluate(root, args.set, progress=_err)
+        shown = f"evaluated on {' '.join(args.set)}:\n{cross_eval_table(result)}"
+    elif args.base_model:  # the row every arm is read against, on the same evaluation set
         from vgrout.experiments.decision import base_eval
 
-        cfg = eval_config(Path(args.run_dir), args.set)
-        result = {"base_model": base_eval(cfg), "eval_overrides": list(args.set)}
+        result = {"base_model": base_eval(eval_config(root, args.set)), "eval_overrides": args.set}
     else:
-        result = final_evaluation_from_dir(Path(args.run_dir), args.set)
+        result = final_evaluation_from_dir(root, args.set)
     text = json.dumps(result, indent=2)
     if args.out:
-        from vgrout.runfolder import atomic_write_text
-
         atomic_write_text(Path(args.out), text)
-    print(text)
+    print(shown or text)
     return 0
 
 
