@@ -143,6 +143,12 @@ def test_per_mode_table_pools_counts_over_seeds(tmp_path):
     assert "| none | 0.00 (0/2) | 0.50 (4/8) |" in table  # train_dist rows are not counted
     assert "| oracle | 0.25 (1/4) | - |" in table
     assert per_mode_table({"none": [tmp_path / "missing"]}) == ""
+    # a run folder with a second final row (older `vgrout eval` appended one) counts once: its last
+    again = {"kind": "final", "split": "test", "step": 9,
+             "deployed": {"by_mode": {"file_marker": {"hack": 2, "n": 4}}}}  # fmt: skip
+    with (tmp_path / "c" / "eval.jsonl").open("a") as f:
+        f.write(json.dumps(again) + "\n")
+    assert "| oracle | 0.50 (2/4) | - |" in per_mode_table(runs)
 
 
 def test_a_failed_decision_run_is_named_after_the_others_finish(tmp_path):

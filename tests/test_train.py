@@ -418,6 +418,8 @@ def test_eval_on_another_set_records_nothing_and_refuses_training_fields(tmp_pat
     cfg, out = _smoke(tmp_path, "absorb", steps=1, eval_every=0)
     train(cfg, out, progress=False)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    again = final_evaluation_from_dir(out)  # the run's own set: the numbers training wrote
+    assert again["deployed"] == json.loads((out / "summary.json").read_text())["deployed"]
     res = final_evaluation_from_dir(out, ["modes=gt_only", "final_eval_n=4"])
     assert res["eval_overrides"] == ["modes=gt_only", "final_eval_n=4"]
     for state in ("deployed", "as_trained"):

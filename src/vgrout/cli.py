@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FIELD=VALUE",
         help="evaluate on another set: modes, eval_problems, final_eval_n, eval_temperature, "
-        "eval_seed (nothing is then written to the run folder)",
+        "eval_seed (vgrout eval never writes into the run folder)",
     )
     e.add_argument("--base-model", action="store_true", help="evaluate the run's base model")
     e.add_argument("--out", default=None, help="also write the JSON result to this file")

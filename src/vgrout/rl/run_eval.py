@@ -86,9 +86,10 @@ def eval_config(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> T
 
 
 def final_evaluation_from_dir(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """Rebuild a run from its config + last checkpoint and evaluate it (`vgrout eval DIR`). With
-    `overrides` (evaluation fields, e.g. `modes=gt_only`) it evaluates the same weights on another
-    evaluation set and records nothing in the run folder (its eval.jsonl keeps the run's own)."""
+    """Rebuild a run from its config + last checkpoint and evaluate it (`vgrout eval DIR`): a
+    re-check that records nothing in the run folder (its eval.jsonl keeps the run's own final
+    rows, which reports count once). With `overrides` (evaluation fields, e.g. `modes=gt_only`)
+    it evaluates the same weights on another evaluation set."""
     cfg = eval_config(run_dir, overrides)
     latest = RunFolder(Path(run_dir)).latest_checkpoint()
     if latest is None:
@@ -98,5 +99,5 @@ def final_evaluation_from_dir(run_dir: Path, overrides: list[str] | tuple[str, .
     with SandboxPool(
         cfg.grader_workers or None, hide_paths=components.sandbox_hide_paths(cfg)
     ) as pool:
-        result = final_evaluation(run, pool, record=not overrides)
+        result = final_evaluation(run, pool, record=False)
     return {**result, "eval_overrides": list(overrides)} if overrides else result

@@ -50,9 +50,12 @@ def per_mode_table(runs: Mapping[str, Sequence[Path]]) -> str:
             path = Path(d) / "eval.jsonl"
             if not path.is_file():
                 continue
-            for r in read_jsonl(path):
-                if r.get("kind") != "final" or r.get("split") != "test":
-                    continue
+            finals = [
+                r for r in read_jsonl(path) if r.get("kind") == "final" and r.get("split") == "test"
+            ]
+            for r in finals[
+                -1:
+            ]:  # one final evaluation per run (older `vgrout eval` appended more)
                 for mode, c in (r.get("deployed") or {}).get("by_mode", {}).items():
                     tally = counts.setdefault(arm, {}).setdefault(mode, [0, 0])
                     tally[0] += int(c["hack"])
