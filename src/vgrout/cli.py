@@ -141,11 +141,12 @@ def _err(text: str) -> None:
 
 
 def cmd_eval(args) -> int:
+    from vgrout.experiments.sweep.folder import SWEEP_FILE
     from vgrout.rl.run_eval import eval_config, final_evaluation_from_dir
     from vgrout.runfolder import atomic_write_text
 
     root, shown = Path(args.run_dir), None
-    if (root / "sweep.json").is_file():  # every finished run of a sweep, per group
+    if (root / SWEEP_FILE).is_file():  # every finished run of a sweep, per group
         from vgrout.experiments.sweep.cross_eval import cross_eval_table, cross_evaluate
 
         if args.base_model:

@@ -53,9 +53,8 @@ def per_mode_table(runs: Mapping[str, Sequence[Path]]) -> str:
             finals = [
                 r for r in read_jsonl(path) if r.get("kind") == "final" and r.get("split") == "test"
             ]
-            for r in finals[
-                -1:
-            ]:  # one final evaluation per run (older `vgrout eval` appended more)
+            # one final evaluation per run, its last (an older `vgrout eval` appended more)
+            for r in finals[-1:]:
                 for mode, c in (r.get("deployed") or {}).get("by_mode", {}).items():
                     tally = counts.setdefault(arm, {}).setdefault(mode, [0, 0])
                     tally[0] += int(c["hack"])

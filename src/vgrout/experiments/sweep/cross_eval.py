@@ -6,12 +6,11 @@ same bootstrap intervals as the sweep report. E.g. runs trained on an honest gra
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from vgrout.experiments import aggregate as agg
 from vgrout.experiments.report.common import format_number, markdown_table
-from vgrout.experiments.sweep.folder import RUNS, SWEEP_FILE
+from vgrout.experiments.sweep.folder import RUNS
 
 
 def cross_evaluate(root: Path, overrides: list[str], progress=print) -> dict:
@@ -20,22 +19,13 @@ def cross_evaluate(root: Path, overrides: list[str], progress=print) -> dict:
 
     if not overrides:
         raise ValueError("vgrout eval SWEEP_DIR needs --set: the evaluation set to score runs on")
-    root = Path(root)
-    cells = json.loads((root / SWEEP_FILE).read_text())["cells"]
-    runs, records = [], []
-    axes = [f for f in dict.fromkeys(f for c in cells for f in c["fields"]) if f != "arm"]
-    for c in cells:
-        run_dir = root / RUNS / c["folder"]
-        if not (run_dir / "summary.json").is_file():
-            progress(f"skipped {c['name']}: not finished")
-            continue
-        result = final_evaluation_from_dir(run_dir, overrides)
-        progress(f"evaluated {c['name']}")
-        seed = int(c["config"]["seed"])
-        runs.append({"name": c["name"], "folder": c["folder"], "arm": c["arm"], "seed": seed,
-                     "summary": result})  # fmt: skip
-        fields = {f: c["config"].get(f) for f in axes}
-        records.append({"arm": c["arm"], "seed": seed, "fields": fields, "summary": result})
+    records, missing = agg.load_runs(Path(root))
+    for name in missing:
+        progress(f"skipped {name}: not finished")
+    for r in records:
+        r["summary"] = final_evaluation_from_dir(Path(root) / RUNS / r["folder"], overrides)
+        progress(f"evaluated {r['name']}")
+    runs = [{k: r[k] for k in ("name", "folder", "arm", "seed", "summary")} for r in records]
     groups = agg.aggregate(records, n_resamples=10_000)["groups"] if records else []
     return {"eval_overrides": list(overrides), "runs": runs, "groups": groups}
 

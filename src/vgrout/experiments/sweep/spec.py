@@ -207,21 +207,14 @@ def contrast_side(base: TrainConfig, spec: SweepSpec, selector: dict) -> dict:
     return {"arm": arm_label(cfg), "fields": cfg.to_dict()}
 
 
-def grouping_axes(cells: list[Cell]) -> list[str]:
-    """The grid axes that split groups: every cell's fields except arm, seed and placebo_seed."""
-    axes: list[str] = []
-    for c in cells:
-        axes += [f for f in c.fields if f not in ("arm", *REPLICATION_FIELDS, *axes)]
-    return axes
-
-
 def _check_contrasts(spec: SweepSpec) -> None:
-    """Each side must name a group of the grid (a typo would silently contrast nothing)."""
+    """Each side must name a group of the grid (a typo would silently contrast nothing); groups
+    are keyed as `aggregate` keys them, so a side that passes here is found there."""
     base, cells = load_preset(spec.preset), expand(spec)
-    axes = grouping_axes(cells)
+    axes = agg.default_group_by({"fields": c.fields} for c in cells)
 
     def key(arm: str, config: dict) -> tuple:
-        return (arm, *(canonical_json(config.get(f)) for f in axes))
+        return agg.group_key({"arm": arm, "fields": config}, axes)
 
     groups = {key(c.arm, c.config.to_dict()) for c in cells}
     for i, c in enumerate(spec.contrasts, 1):

@@ -10,7 +10,7 @@ from pathlib import Path
 from vgrout.config import load_preset
 from vgrout.experiments import aggregate as agg
 from vgrout.experiments.sweep.folder import SUMMARY_FILE, load_sweep_spec
-from vgrout.experiments.sweep.spec import contrast_side
+from vgrout.experiments.sweep.spec import SweepSpec, contrast_side
 from vgrout.runfolder import atomic_write_text
 
 
@@ -18,8 +18,9 @@ def finish(out: Path, n_resamples: int = 10_000) -> dict:
     """Aggregate the sweep's finished runs into OUT/sweep_summary.json (also `vgrout report`)."""
     out = Path(out)
     runs, missing = agg.load_runs(out)
+    spec = load_sweep_spec(out)
     summary = agg.aggregate(
-        runs, n_resamples=n_resamples, defaults=base_defaults(out), declared=declared(out)
+        runs, n_resamples=n_resamples, defaults=spec_defaults(spec), declared=declared(spec)
     )
     summary["unfinished"] = missing
     summary["runs"] = [
@@ -35,14 +36,16 @@ def finish(out: Path, n_resamples: int = 10_000) -> dict:
 
 def base_defaults(out: Path) -> dict:
     """{field: value} of the sweep's base config (its preset + fixed sets), for ablation contrasts."""
-    spec = load_sweep_spec(out)
+    return spec_defaults(load_sweep_spec(out))
+
+
+def spec_defaults(spec: SweepSpec) -> dict:
     base = dataclasses.replace(load_preset(spec.preset), **spec.sets)
     return dataclasses.asdict(base)
 
 
-def declared(out: Path) -> list[dict]:
+def declared(spec: SweepSpec) -> list[dict]:
     """The spec's declared contrasts with each side resolved to a run-like record (aggregate)."""
-    spec = load_sweep_spec(out)
     base = load_preset(spec.preset)
     return [
         {
