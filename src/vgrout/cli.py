@@ -108,10 +108,31 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_toy(args) -> int:
-    from vgrout.toy.model import build_toy_base
+def cmd_kernels(args) -> int:
+    import platform
+    from importlib.metadata import version
 
-    path = build_toy_base(seed=args.seed, force=args.force)
+    from vgrout import kernels
+    from vgrout.runfolder import cpu_identity
+
+    now = kernels.verify()
+    rows = [
+        ("kernels", f"{now['kernels']} ({kernels.ENV})"),
+        ("cpu", cpu_identity()["model"] or platform.machine()),
+        ("torch kernels", now["capability"]),
+        ("mkl branch", now["mkl_branch"] or "no MKL"),
+        ("versions", f"torch {version('torch')}, transformers {version('transformers')}"),
+        ("fingerprint", kernels.fingerprint()),
+    ]
+    for name, value in rows:
+        print(f"{name:<14}{value}")
+    return 0
+
+
+def cmd_toy(args) -> int:
+    from vgrout.toy.cache import toy_base
+
+    path = toy_base(seed=args.seed, force=args.force)
     print(path)
     return 0
 
@@ -300,6 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.set_defaults(func=cmd_bench)
 
+    k = sub.add_parser(
+        "kernels",
+        help="the CPU kernels in use (VGROUT_CPU_KERNELS) and their numeric fingerprint",
+        description="Print the CPU kernel mode, torch's kernels, MKL's branch and a fingerprint: "
+        "a hash of a small seeded forward, backward and sampling pass. Two machines with the "
+        "same fingerprint (same mode and versions) compute the toy to the same bits.",
+    )
+    k.set_defaults(func=cmd_kernels)
+
     t = sub.add_parser("toy", help="build (or reuse) the cached toy base model")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--force", action="store_true")
@@ -426,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from vgrout import kernels
+
+        kernels.apply()  # before anything imports torch: the variables are read once
         return args.func(args) or 0
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"vgrout {args.command}: error: {e}", file=sys.stderr)

@@ -112,10 +112,9 @@ def _toy_base_for(run_cfg: dict) -> Path:
     """The toy base folder this checkout builds for the run's recipe (its name is the hash of
     the recipe, corpus and toy code), without building it."""
     from vgrout.rl.components import toy_recipe
-    from vgrout.toy.model import build_key, default_cache_dir, training_corpus
+    from vgrout.toy.cache import base_folder
 
-    recipe = toy_recipe(run_cfg.get("toy_recipe", "default"))
-    return default_cache_dir() / build_key(0, recipe, *training_corpus(0, recipe))
+    return base_folder(toy_recipe(run_cfg.get("toy_recipe", "default")))
 
 
 def _recorded_base(run_dir: Path) -> str | None:
@@ -125,14 +124,18 @@ def _recorded_base(run_dir: Path) -> str | None:
 
 def _check_base_weights(run_dir: Path, base: str) -> None:
     """Refuse a base whose weights differ from those the run recorded (base.json)."""
-    from vgrout.runfolder import base_weights_mismatch
+    from vgrout.runfolder import base_weights_mismatch, check_kernels
 
     mismatch = base_weights_mismatch(run_dir, base)
     if mismatch:
+        try:
+            check_kernels(run_dir)
+            why = "the same toy recipe built on another machine rounds differently"
+        except ValueError as e:
+            why = f"{e}, or"
         raise ValueError(
             f"the run was trained on base weights {mismatch[0]} (base.json) but {base} holds "
-            f"{mismatch[1]}: the same toy recipe built on another machine rounds differently. "
-            "Pass --base PATH to a copy of the run's own base folder"
+            f"{mismatch[1]}: {why}. Pass --base PATH to a copy of the run's own base folder"
         )
 
 
@@ -156,10 +159,9 @@ def resolve_base(run_dir: Path, run_cfg: dict, override: str | None = None) -> s
                 "commit the run was made with, or pass --base PATH to a copy of that base"
             )
         from vgrout.rl.components import toy_recipe
-        from vgrout.toy.model import build_toy_base
+        from vgrout.toy.cache import toy_base
 
-        recipe = toy_recipe(run_cfg.get("toy_recipe", "default"))
-        return str(build_toy_base(seed=0, recipe=recipe, progress=True))
+        return str(toy_base(toy_recipe(run_cfg.get("toy_recipe", "default"))))
     name = name or run_cfg["model"]
     if Path(name).is_absolute() or name.startswith((".", "~")):
         raise FileNotFoundError(

@@ -139,12 +139,13 @@ def base_weights_mismatch(run_dir, name_or_path) -> tuple[str, str] | None:
 
 
 def cpu_identity() -> dict:
-    """The CPU's model name and the vector kernels torch dispatches to (e.g. AVX2, AVX512): runs on
-    CPUs with other kernels sum in another order, so their samples (and a locally trained toy
-    base) differ in the last bits and then diverge."""
+    """The CPU's model name, the kernel mode (`VGROUT_CPU_KERNELS`), the vector kernels torch
+    dispatches to (e.g. AVX2, AVX512, DEFAULT) and MKL's branch: runs on CPUs with other kernels
+    sum in another order, so their samples (and a locally trained toy base) differ in the last
+    bits and then diverge (see `vgrout.kernels`)."""
     import platform
 
-    import torch
+    from vgrout import kernels
 
     model = platform.processor() or ""
     try:
@@ -154,7 +155,24 @@ def cpu_identity() -> dict:
                 break
     except OSError:
         pass
-    return {"model": model, "capability": torch.backends.cpu.get_cpu_capability()}
+    return {"model": model, **kernels.verify()}
+
+
+def check_kernels(run_dir) -> None:
+    """Refuse to resume, evaluate or export a run under other CPU kernels than it was made with
+    (`VGROUT_CPU_KERNELS`): the toy base is another build there and every sum rounds otherwise.
+    Runs made before the setting existed were made with native kernels."""
+    from vgrout import kernels
+
+    prov = Path(run_dir) / "provenance.json"
+    if not prov.is_file():
+        return
+    was, now = kernels.recorded(json.loads(prov.read_text())), kernels.requested()
+    if was != now:
+        raise ValueError(
+            f"{run_dir} was made with {kernels.ENV}={was}, but this process runs {now} kernels: "
+            f"set {kernels.ENV}={was} to resume, evaluate or export it"
+        )
 
 
 def run_provenance() -> dict:

@@ -21,6 +21,7 @@ import json
 import time
 from pathlib import Path
 
+from vgrout import kernels
 from vgrout.config import TrainConfig
 from vgrout.experiments import sweep
 from vgrout.rl.evaluate import wilson
@@ -115,6 +116,7 @@ def run_decision(
             "name": run_name(a, s),
             "dir": str(out / run_name(a, s)),
             "config": arm_config(cfg, a, s).to_dict(),
+            "kernels": kernels.requested(),
         }
         for s in seed_list
         for a in arms

@@ -66,10 +66,11 @@ def qwen_render(tokenizer, question: str) -> str:
 def load_model(cfg: TrainConfig, device: str, dtype: torch.dtype):
     """(model, tokenizer, render). `toy` builds or reuses the cached toy base (seed 0 recipe)."""
     if cfg.model == "toy":
-        from vgrout.toy.model import build_toy_base, load_toy
+        from vgrout.toy.cache import toy_base
+        from vgrout.toy.model import load_toy
         from vgrout.toy.tokenizer import render_prompt
 
-        path = build_toy_base(seed=0, recipe=toy_recipe(cfg.toy_recipe), progress=True)
+        path = toy_base(toy_recipe(cfg.toy_recipe))
         model, tokenizer = load_toy(path)
         render = render_prompt
     elif shape_name(cfg.model):

@@ -16,7 +16,12 @@ from vgrout.config import TrainConfig
 from vgrout.rl import components
 from vgrout.rl.policy import Policy
 from vgrout.routing.router import Router
-from vgrout.runfolder import RunFolder, base_weights_mismatch, local_weights_sha256
+from vgrout.runfolder import (
+    RunFolder,
+    base_weights_mismatch,
+    check_kernels,
+    local_weights_sha256,
+)
 
 
 @dataclass
@@ -76,6 +81,7 @@ def check_base(out: Path, model) -> None:
     """Refuse to resume or evaluate a run on other base weights than it was trained on (an
     adapter loads silently onto any base of the same shape). A base.json written before weights
     were hashed is checked by name only."""
+    check_kernels(out)
     recorded = Path(out) / "base.json"
     if not recorded.is_file():
         return

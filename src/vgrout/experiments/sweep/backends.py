@@ -105,13 +105,20 @@ def run_ray(
     except ImportError as e:  # pragma: no cover - ray is a dependency
         raise RuntimeError("the Ray backend needs `ray` installed; or use backend='local'") from e
 
+    from vgrout import kernels
+
+    # workers compute with the driver's CPU kernels; Ray does not hand them its environment
+    runtime_env = {"env_vars": kernels.environment()}
     started_here = not ray.is_initialized()
     if started_here:
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
         else:
             ray.init(
-                num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False
+                num_cpus=num_cpus or os.cpu_count(),
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env=runtime_env,
             )
     try:
         gpus = gpus_per_task if gpus_per_task is not None else _auto_gpus(ray, configs)
@@ -157,7 +164,7 @@ def prebuild_toy_bases(configs: list[TrainConfig]) -> None:
     if not recipes:
         return
     from vgrout.rl.components import toy_recipe
-    from vgrout.toy.model import build_toy_base
+    from vgrout.toy.cache import toy_base
 
     for r in recipes:
-        build_toy_base(seed=0, recipe=toy_recipe(r))
+        toy_base(toy_recipe(r))

@@ -51,6 +51,14 @@ def cell_state(run_dir: Path, config: dict) -> str:
             f"{run_dir} holds a run made by an older vgrout (no provenance.json; arm `none` "
             "meant today's `plain` then); delete that folder to rerun the cell"
         )
+    from vgrout import kernels
+
+    was, now = kernels.recorded(json.loads(folder.provenance.read_text())), kernels.requested()
+    if was != now:
+        raise ValueError(
+            f"{run_dir} holds a run made with {kernels.ENV}={was} but this sweep runs {now} "
+            f"kernels (other numbers); set {kernels.ENV}={was}, or use another sweep folder"
+        )
     return "reuse" if folder.summary.is_file() else "resume"
 
 
@@ -62,7 +70,7 @@ def execute_cell(
 ) -> dict:
     """Run one cell to completion (train, resume or reuse); never raises for a failed run.
 
-    `task` = {"name", "dir", "config"}. A failure writes `failed.json` (error + traceback) in the
+    `task` = {"name", "dir", "config", optional "kernels" (the sweep's `VGROUT_CPU_KERNELS`)}. A failure writes `failed.json` (error + traceback) in the
     cell folder and returns status `failed`. This is the function shipped to Ray / a process pool:
     it must stay a module-level function of plain arguments."""
     t0 = time.time()
@@ -71,6 +79,14 @@ def execute_cell(
     failed_path = run_dir / FAILED_FILE
     running_path = run_dir / RUNNING_FILE
     try:
+        from vgrout import kernels
+
+        here = kernels.requested()
+        if task.get("kernels", here) != here:
+            raise RuntimeError(
+                f"this worker runs {here} CPU kernels but the sweep asked for {task['kernels']}: "
+                f"the worker did not get {kernels.ENV} (and the variables it sets) from the sweep"
+            )
         state = cell_state(run_dir, task["config"])
         if state == "reuse":
             return {"name": name, "status": "reused", "seconds": 0.0, "error": None}

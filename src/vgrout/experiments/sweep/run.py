@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from vgrout import kernels
 from vgrout.experiments.sweep.backends import (
     Event,
     local_threads,
@@ -83,7 +84,14 @@ def run_sweep(
             status[c.name].update(status="reused", seconds=_run_seconds(run_dir))
             (run_dir / FAILED_FILE).unlink(missing_ok=True)
             continue
-        tasks.append({"name": c.name, "dir": str(run_dir), "config": c.config.to_dict()})
+        tasks.append(
+            {
+                "name": c.name,
+                "dir": str(run_dir),
+                "config": c.config.to_dict(),
+                "kernels": kernels.requested(),
+            }
+        )
 
     # Grid by grid, and within a grid seed by seed (stable): a long sweep stopped early holds
     # whole seeds of its first grid (the main arms) rather than all seeds of a few cells, so
