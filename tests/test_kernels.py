@@ -150,3 +150,13 @@ def test_a_portable_toy_base_trains_on_a_fixed_thread_count(monkeypatch, tmp_pat
     cache.toy_base(progress=False)
     assert seen["threads"] == cache.PORTABLE_BUILD_THREADS
     assert seen["cache_dir"] == tmp_path / "toy-portable"
+
+
+def test_the_demo_keeps_each_modes_runs_in_its_own_folder(monkeypatch):
+    from pathlib import Path
+
+    from vgrout.experiments.demo import default_out
+
+    assert default_out() == Path("runs/demo")
+    monkeypatch.setenv(kernels.ENV, "portable")
+    assert default_out() == Path("runs/demo-portable")

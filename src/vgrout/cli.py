@@ -247,9 +247,9 @@ def cmd_classify(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from vgrout.experiments.demo import demo
+    from vgrout.experiments.demo import default_out, demo
 
-    return demo(Path(args.out))
+    return demo(Path(args.out) if args.out else default_out())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -448,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_classify)
 
     dm = sub.add_parser("demo", help="what `make demo` runs")
-    dm.add_argument("--out", default="runs/demo")
+    dm.add_argument(
+        "--out", default=None, help="default runs/demo (runs/demo-portable under portable kernels)"
+    )
     dm.set_defaults(func=cmd_demo)
     return p
 

@@ -44,7 +44,7 @@ def run_name(arm: str, seed: int) -> str:
     return f"{arm}_s{seed}"
 
 
-def base_eval(cfg: TrainConfig, pool=None) -> dict:
+def base_eval(cfg: TrainConfig) -> dict:
     """Hack/solve of the base model (no adapter) on the held-out test set the runs' final
     evaluation uses (its first `final_eval_n` items; all of them when 0, the toy's default)."""
     from vgrout.env.sandbox import SandboxPool

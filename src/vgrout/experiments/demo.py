@@ -2,7 +2,8 @@
 
 Builds (or reuses) the toy base model, runs the decision arms (routeV real, routeV placebo, none,
 absorb, oracle) into runs/demo (a re-run skips finished arms and resumes killed ones), writes
-runs/demo/report.md with plots, and prints the arms table.
+runs/demo/report.md with plots, and prints the arms table. Under `VGROUT_CPU_KERNELS=portable` the
+default folder is runs/demo-portable: the two modes' runs are different draws and never share one.
 """
 
 from __future__ import annotations
@@ -10,7 +11,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from vgrout import kernels
 from vgrout.config import load_preset
+
+
+def default_out() -> Path:
+    """runs/demo, or runs/demo-<mode> under non-native CPU kernels."""
+    mode = kernels.requested()
+    return Path("runs/demo" if mode == "native" else f"runs/demo-{mode}")
 
 
 def demo(out: Path, jobs: int = 2) -> int:
