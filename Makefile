@@ -7,6 +7,9 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
 EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds honest
+# Under VGROUT_CPU_KERNELS=portable an evidence sweep is another draw: its own runs and report
+# (`VGROUT_CPU_KERNELS=portable make main-arms` -> runs/main-arms-portable, docs/evidence/main-arms-portable)
+KERNELS_SUFFIX := $(if $(filter portable,$(VGROUT_CPU_KERNELS)),-portable,)
 
 .PHONY: install demo sweep-demo evidence $(EVIDENCE_SWEEPS) test lint format bench clean
 
@@ -49,8 +52,9 @@ sweep-demo: install
 RUNS ?= runs
 $(EVIDENCE_SWEEPS): install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/$@.toml --backend local --jobs 2 \
-		--out $(RUNS)/$@ || status=$$?; \
-	$(BIN)/vgrout report $(RUNS)/$@ --publish docs/evidence/$@ && exit $$status
+		--out $(RUNS)/$@$(KERNELS_SUFFIX) || status=$$?; \
+	$(BIN)/vgrout report $(RUNS)/$@$(KERNELS_SUFFIX) \
+		--publish docs/evidence/$@$(KERNELS_SUFFIX) && exit $$status
 
 test: install
 	$(BIN)/ruff check src tests

@@ -231,7 +231,7 @@ def test_a_failed_export_leaves_nothing_behind(runs, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_bad_state_missing_checkpoint_and_lost_base_are_refused(runs, tmp_path):
+def test_bad_state_missing_checkpoint_and_lost_base_are_refused(runs, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown state 'quarantine'.*deployed or as-trained"):
         export_run(runs["none"], tmp_path / "a", "quarantine")
     with pytest.raises(
@@ -258,6 +258,9 @@ def test_bad_state_missing_checkpoint_and_lost_base_are_refused(runs, tmp_path):
     assert len(recorded["weights_sha256"]) == 64
     (rebuilt / "base.json").write_text(json.dumps({**recorded, "weights_sha256": "0" * 64}))
     with pytest.raises(ValueError, match="another machine.*--base"):
+        export_run(rebuilt, tmp_path / "a", "deployed")
+    monkeypatch.setenv("VGROUT_CPU_KERNELS", "portable")  # the run was made natively: say so
+    with pytest.raises(ValueError, match="made with VGROUT_CPU_KERNELS=native.*; or pass --base"):
         export_run(rebuilt, tmp_path / "a", "deployed")
     assert not (tmp_path / "a").exists()
 

@@ -325,8 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
         "kernels",
         help="the CPU kernels in use (VGROUT_CPU_KERNELS) and their numeric fingerprint",
         description="Print the CPU kernel mode, torch's kernels, MKL's branch and a fingerprint: "
-        "a hash of a small seeded forward, backward and sampling pass. Two machines with the "
-        "same fingerprint (same mode and versions) compute the toy to the same bits.",
+        "a hash of a small seeded forward, backward and sampling pass through the operations the "
+        "toy uses. Machines whose fingerprints differ will not re-run each other's numbers; "
+        "equal fingerprints are a quick check that they should.",
     )
     k.set_defaults(func=cmd_kernels)
 

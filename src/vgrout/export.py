@@ -128,14 +128,14 @@ def _check_base_weights(run_dir: Path, base: str) -> None:
 
     mismatch = base_weights_mismatch(run_dir, base)
     if mismatch:
+        why = "the same toy recipe built on another machine rounds differently. Pass"
         try:
             check_kernels(run_dir)
-            why = "the same toy recipe built on another machine rounds differently"
-        except ValueError as e:
-            why = f"{e}, or"
+        except ValueError as e:  # the usual reason here: the other mode's toy base was found
+            why = f"{e}; or pass"
         raise ValueError(
             f"the run was trained on base weights {mismatch[0]} (base.json) but {base} holds "
-            f"{mismatch[1]}: {why}. Pass --base PATH to a copy of the run's own base folder"
+            f"{mismatch[1]}: {why} --base PATH to a copy of the run's own base folder"
         )
 
 

@@ -13,13 +13,13 @@ trains to other weights and a run samples other rollouts (another draw of the sa
             code whatever the CPU offers) and MKL's conditional-numerical-reproducibility branch
             `MKL_CBWR=COMPATIBLE` (SSE2 without approximate instructions, which MKL documents as
             giving the same results on Intel and non-Intel CPUs). Slower; meant for tables that
-            others re-run. The toy base built this way is cached under its own key.
+            others re-run. The toy base built this way has its own cache (`vgrout.toy.cache`).
 
 Both variables are read once, when torch and MKL first compute, so `apply()` must run before
 that: the `vgrout` command calls it first; a Python user calls it before importing torch.
 `vgrout kernels` prints the active kernels and `fingerprint()`, a hash of a small seeded
-forward, backward and sampling pass: two machines whose fingerprints agree compute the toy's
-operations to the same bits.
+forward, backward and sampling pass through the operations the toy uses: a quick check (not a
+proof) that two machines compute them to the same bits.
 """
 
 from __future__ import annotations

@@ -70,7 +70,8 @@ def execute_cell(
 ) -> dict:
     """Run one cell to completion (train, resume or reuse); never raises for a failed run.
 
-    `task` = {"name", "dir", "config", optional "kernels" (the sweep's `VGROUT_CPU_KERNELS`)}. A failure writes `failed.json` (error + traceback) in the
+    `task` = {"name", "dir", "config", optional "kernels" (the sweep's `VGROUT_CPU_KERNELS`)}.
+    A failure writes `failed.json` (error + traceback) in the
     cell folder and returns status `failed`. This is the function shipped to Ray / a process pool:
     it must stay a module-level function of plain arguments."""
     t0 = time.time()
