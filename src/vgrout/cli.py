@@ -115,10 +115,10 @@ def cmd_kernels(args) -> int:
     from vgrout import kernels
     from vgrout.runfolder import cpu_identity
 
-    now = kernels.verify()
+    now = cpu_identity()  # the model name and kernels.verify()'s state, checked once
     rows = [
         ("kernels", f"{now['kernels']} ({kernels.ENV})"),
-        ("cpu", cpu_identity()["model"] or platform.machine()),
+        ("cpu", now["model"] or platform.machine()),
         ("torch kernels", now["capability"]),
         ("mkl branch", now["mkl_branch"] or "no MKL"),
         ("versions", f"torch {version('torch')}, transformers {version('transformers')}"),

@@ -158,17 +158,28 @@ def cpu_identity() -> dict:
     return {"model": model, **kernels.verify()}
 
 
-def check_kernels(run_dir) -> None:
-    """Refuse to resume, evaluate or export a run under other CPU kernels than it was made with
-    (`VGROUT_CPU_KERNELS`): the toy base is another build there and every sum rounds otherwise.
-    Runs made before the setting existed were made with native kernels."""
+def kernels_mismatch(run_dir) -> tuple[str, str] | None:
+    """(recorded, requested) CPU kernel modes when the run was made under other kernels than this
+    process asks for (`VGROUT_CPU_KERNELS`), else None (also for a folder without provenance).
+    Runs made before the setting existed were made with native kernels. The one rule for resume,
+    `vgrout eval`, `vgrout export` and sweeps."""
     from vgrout import kernels
 
     prov = Path(run_dir) / "provenance.json"
     if not prov.is_file():
-        return
+        return None
     was, now = kernels.recorded(json.loads(prov.read_text())), kernels.requested()
-    if was != now:
+    return None if was == now else (was, now)
+
+
+def check_kernels(run_dir) -> None:
+    """Refuse to resume, evaluate or export a run under other CPU kernels than it was made with:
+    the toy base is another build there and every sum rounds otherwise."""
+    from vgrout import kernels
+
+    mismatch = kernels_mismatch(run_dir)
+    if mismatch:
+        was, now = mismatch
         raise ValueError(
             f"{run_dir} was made with {kernels.ENV}={was}, but this process runs {now} kernels: "
             f"set {kernels.ENV}={was} to resume, evaluate or export it"

@@ -11,10 +11,11 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from vgrout import kernels
 from vgrout.config import TrainConfig
 from vgrout.experiments.sweep.folder import FAILED_FILE, RUNNING_FILE
 from vgrout.experiments.sweep.spec import canonical_json
-from vgrout.runfolder import RunFolder, atomic_write_text
+from vgrout.runfolder import RunFolder, atomic_write_text, kernels_mismatch
 
 TrainFn = Callable[[TrainConfig, Path], dict]
 ResumeFn = Callable[[Path], dict]
@@ -51,10 +52,9 @@ def cell_state(run_dir: Path, config: dict) -> str:
             f"{run_dir} holds a run made by an older vgrout (no provenance.json; arm `none` "
             "meant today's `plain` then); delete that folder to rerun the cell"
         )
-    from vgrout import kernels
-
-    was, now = kernels.recorded(json.loads(folder.provenance.read_text())), kernels.requested()
-    if was != now:
+    mismatch = kernels_mismatch(run_dir)
+    if mismatch:
+        was, now = mismatch
         raise ValueError(
             f"{run_dir} holds a run made with {kernels.ENV}={was} but this sweep runs {now} "
             f"kernels (other numbers); set {kernels.ENV}={was}, or use another sweep folder"
@@ -80,8 +80,6 @@ def execute_cell(
     failed_path = run_dir / FAILED_FILE
     running_path = run_dir / RUNNING_FILE
     try:
-        from vgrout import kernels
-
         here = kernels.requested()
         if task.get("kernels", here) != here:
             raise RuntimeError(
