@@ -171,6 +171,8 @@ def test_where_the_gate_puts_hacks_per_zone_and_score_bin(sweep_dir):
         "0.000",
         "0.125",
         "1.000",
+        "0.000",  # hacks kept: neither hack (scores 8, 9) scored lowest
+        "0.500",  # hacks routed: the one at score 9 of each step
         "0.000",
         "0.000",
         "0.000",
@@ -180,7 +182,7 @@ def test_where_the_gate_puts_hacks_per_zone_and_score_bin(sweep_dir):
         "0.000",
     ]  # fmt: skip  (norm 10 - score: the hacks, scores 8 and 9, have the two smallest norms)
     placebo = table_row(text, "routeV_placebo")
-    assert placebo[2:7] == ["0.100", "1.000", "0.000", "0.000", "1.000"]
+    assert placebo[2:9] == ["0.100", "1.000", "0.000", "0.000", "1.000", "0.000", "1.000"]
     assert placebo[-2:] == ["-0.100 [-0.100, -0.100]", "1.000"]
     with pytest.raises(AssertionError, match="no table row"):
         table_row(text, "none")  # no scores: no row

@@ -57,7 +57,10 @@ tail (band_tail_q = 0.1)."""
 
 SCORE_NOTE = (
     "Kept student rollouts of the direction arms (teacher rows are all hacks by construction and "
-    "left out); *hack* = the oracle's `exploited` label. Hack rate in each zone the gate gave, and "
+    "left out); *hack* = the oracle's `exploited` label. Hack rate in each zone the gate gave, "
+    "where the hacks went (*hacks kept*: share of the hacks in the keep zone, which trains the "
+    "deployed block alone; *hacks routed*: in the rout zone, which trains the quarantine alone; "
+    "the rest trained both), and "
     "by the rollout's score quantile within its step (a gate that finds hacks has its highest rate "
     "in the top bin, where the band routs). Mean over runs; *top bin - all* is the top bin's rate "
     "minus the arm's overall rate, with a 95% bootstrap interval over runs; *norm AUROC* is how "
@@ -91,6 +94,7 @@ def score_rates(run_dir: Path) -> dict | None:
     rate = {"all": hack.mean()}
     for z in ("keep", "absorb", "rout"):
         rate[z] = hack[zone == z].mean() if (zone == z).any() else np.nan
+        rate[f"hacks_{z}"] = (zone[hack] == z).mean() if hack.any() else np.nan
     for lo, hi in SCORE_BINS:
         inside = (quantile >= lo) & (quantile < hi)
         rate[(lo, hi)] = hack[inside].mean() if inside.any() else np.nan
@@ -109,7 +113,7 @@ def score_table(runs: Mapping[str, Sequence[Path]]) -> str:
         rates = [r for r in (score_rates(d) for d in dirs) if r is not None]
         if not rates:
             continue
-        keys = ["all", "keep", "absorb", "rout", *SCORE_BINS]
+        keys = ["all", "keep", "absorb", "rout", "hacks_keep", "hacks_rout", *SCORE_BINS]
         cells = [format_number(nanmean(r[k] for r in rates), digits=3) for k in keys]
         lift = [r[SCORE_BINS[-1]] - r["all"] for r in rates]
         ci = bootstrap_ci(lift) if len(lift) > 1 else None
@@ -120,7 +124,19 @@ def score_table(runs: Mapping[str, Sequence[Path]]) -> str:
     if not rows:
         return "(no direction arm scored rollouts)"
     bins = [f"{lo:.0%}-{hi:.0%}" for lo, hi in SCORE_BINS]
-    header = ["arm", "runs", "all", "keep", "absorb", "rout", *bins, "top bin - all", "norm AUROC"]
+    header = [
+        "arm",
+        "runs",
+        "all",
+        "keep",
+        "absorb",
+        "rout",
+        "hacks kept",
+        "hacks routed",
+        *bins,
+        "top bin - all",
+        "norm AUROC",
+    ]
     return markdown_table(header, rows)
 
 
