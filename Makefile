@@ -39,7 +39,8 @@ sweep-demo: install
 
 # Evidence sweeps, one spec each: `make NAME` runs sweeps/NAME.toml resumably into runs/NAME (2 runs
 # at a time; a re-run skips finished runs and resumes killed ones), then writes the report and a
-# copy of it in docs/evidence/NAME/ (the target fails with the sweep's exit status). ~3 min of CPU
+# copy of it in docs/evidence/NAME/, and refreshes docs/evidence/INDEX.md and all-runs.csv (the
+# target fails with the sweep's exit status). ~3 min of CPU
 # per toy run, so on 2 cores ~1.5 min of wall time per run.
 #   main-arms     the six main arms at the current defaults, seeds 0-4 (30 runs)
 #   routeA        the activation-space gate and its placebo, with none, seeds 0-4 (15 runs)
@@ -56,7 +57,8 @@ $(EVIDENCE_SWEEPS): install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/$@.toml --backend local --jobs 2 \
 		--out $(RUNS)/$@$(KERNELS_SUFFIX) || status=$$?; \
 	$(BIN)/vgrout report $(RUNS)/$@$(KERNELS_SUFFIX) \
-		--publish docs/evidence/$@$(KERNELS_SUFFIX) && exit $$status
+		--publish docs/evidence/$@$(KERNELS_SUFFIX) && \
+	$(BIN)/vgrout index docs/evidence && exit $$status
 
 test: install
 	$(BIN)/ruff check src tests
@@ -84,4 +86,5 @@ evidence: install
 		--out $(EVIDENCE) || status=$$?; \
 	$(BIN)/vgrout report $(EVIDENCE) --classify-arms routeV,routeV_placebo \
 		--reading docs/evidence/reading.md \
-		--publish docs/evidence && exit $$status
+		--publish docs/evidence && \
+	$(BIN)/vgrout index docs/evidence && exit $$status

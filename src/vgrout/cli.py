@@ -217,6 +217,14 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_index(args) -> int:
+    from vgrout.experiments.report.evidence_index import write_evidence_index
+
+    for path in write_evidence_index(Path(args.dir)):
+        print(path)
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from vgrout.experiments.sweep import load_sweep_spec, run_sweep, spec_from_cli
 
@@ -427,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sweep folder: also copy report.md, its plots and runs.csv into DIR",
     )
     r.set_defaults(func=cmd_report)
+
+    ix = sub.add_parser(
+        "index", help="INDEX.md + all-runs.csv over every published sweep folder (docs/evidence)"
+    )
+    ix.add_argument("dir", nargs="?", default="docs/evidence")
+    ix.set_defaults(func=cmd_index)
 
     sw = sub.add_parser("sweep", help="arms x inits x seeds x any field, as Ray tasks; aggregate")
     sw.add_argument("--preset", default="toy")

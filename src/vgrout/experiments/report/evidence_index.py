@@ -1,0 +1,203 @@
+"""`vgrout index docs/evidence`: one page and one table over every published sweep.
+
+Each published folder (`vgrout report SWEEP --publish DIR`) holds a report.md and a runs.csv. Many
+runs are shared between sweeps (a reference cell is copied, not re-made), and the folders come
+from different draws (CPU kernels, toy base). The index says, per folder, what made it, how many
+runs, which arms and seeds, which draw and which commits; `all-runs.csv` lists every distinct run
+once with the folders that publish it, so one table re-runs all the evidence.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import Counter
+from pathlib import Path
+
+from vgrout.experiments.report.common import markdown_table
+from vgrout.experiments.report.runs_csv import CSV_COLUMNS, RUNS_CSV
+
+INDEX_MD = "INDEX.md"
+ALL_RUNS_CSV = "all-runs.csv"
+ALL_RUNS_COLUMNS: tuple[str, ...] = (*CSV_COLUMNS, "folders")
+"""runs.csv's columns, and `folders`: the published folders holding the run (`;`-separated, `.`
+for the root), a run being one row equal in every runs.csv column."""
+PORTABLE_SUFFIX = "-portable"
+
+
+def published_folders(root: Path) -> list[Path]:
+    """The root (if it holds a runs.csv) and every direct subfolder with one, sorted by name."""
+    root = Path(root)
+    found = [root] if (root / RUNS_CSV).is_file() else []
+    return found + sorted(p for p in root.iterdir() if p.is_dir() and (p / RUNS_CSV).is_file())
+
+
+def read_runs(folder: Path) -> list[dict]:
+    """A published runs.csv as dicts over CSV_COLUMNS ("" for a column an older file lacks)."""
+    with open(Path(folder) / RUNS_CSV, newline="") as f:
+        reader = csv.DictReader(f)
+        unknown = set(reader.fieldnames or ()) - set(CSV_COLUMNS)
+        if unknown:
+            raise ValueError(
+                f"{folder / RUNS_CSV} has columns {sorted(unknown)} that runs.csv does not define: "
+                "re-publish it with `vgrout report SWEEP --publish DIR`"
+            )
+        return [{c: row.get(c) or "" for c in CSV_COLUMNS} for row in reader]
+
+
+def made_by(folder: Path, repo: Path) -> str:
+    """The command that re-makes a folder's sweep, read from its report's `Folder: runs/NAME`
+    line: `make NAME` where sweeps/NAME.toml exists (NAME-portable: under portable kernels)."""
+    report = Path(folder) / "report.md"
+    text = report.read_text() if report.is_file() else ""
+    m = re.search(r"^Folder: `([^`]+)`", text, re.MULTILINE)
+    if not m:
+        return "not recorded"
+    name = Path(m.group(1)).name
+    portable = name.endswith(PORTABLE_SUFFIX)
+    stem = name[: -len(PORTABLE_SUFFIX)] if portable else name
+    if not (Path(repo) / "sweeps" / f"{stem}.toml").is_file():
+        return f"sweep folder `{name}` (no spec of that name)"
+    env = "VGROUT_CPU_KERNELS=portable " if portable else ""
+    return f"`{env}make {stem}` (sweeps/{stem}.toml)"
+
+
+def seed_ranges(seeds) -> str:
+    """`0-4, 7` for {0, 1, 2, 3, 4, 7}."""
+    values = sorted({int(s) for s in seeds})
+    parts, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            parts.append(str(start) if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(parts)
+
+
+def _draw(row: dict) -> tuple[str, str]:
+    return row["cpu"] or "not recorded", row["base"] or "not recorded"
+
+
+def _counted(counter: Counter, limit: int = 3) -> str:
+    items = [f"{k} ({n})" for k, n in counter.most_common(limit)]
+    more = len(counter) - limit
+    return ", ".join(items) + (f", +{more} more" if more > 0 else "")
+
+
+def repo_of(root: Path) -> Path:
+    """The checkout a published folder lives in: the nearest folder above it holding sweeps/."""
+    for parent in Path(root).resolve().parents:
+        if (parent / "sweeps").is_dir():
+            return parent
+    return Path.cwd()
+
+
+def _shown(root: Path, repo: Path) -> str:
+    """`root` as the command is typed from the checkout (the same text wherever it was run)."""
+    try:
+        return Path(root).resolve().relative_to(Path(repo).resolve()).as_posix()
+    except ValueError:
+        return Path(root).name
+
+
+def evidence_index(root: Path, repo: Path | None = None) -> tuple[str, str]:
+    """(INDEX.md text, all-runs.csv text) over the published folders under `root`; spec files are
+    looked up in `repo` (default: the checkout holding `root`)."""
+    root = Path(root)
+    repo = repo_of(root) if repo is None else Path(repo)
+    folders = published_folders(root)
+    if not folders:
+        raise ValueError(f"{root} holds no published sweep (no runs.csv in it or its subfolders)")
+    rows, runs = [], {}
+    for folder in folders:
+        name = "." if folder == root else folder.name
+        table = read_runs(folder)
+        arms = list(dict.fromkeys(r["arm"] for r in table))
+        draws = Counter(" / ".join(_draw(r)) for r in table)
+        commits = Counter(r["commit"][:7] for r in table)
+        link = f"[{name}]({'' if name == '.' else name + '/'}report.md)"
+        rows.append(
+            [
+                link,
+                made_by(folder, repo),
+                len(table),
+                ", ".join(arms),
+                seed_ranges(r["seed"] for r in table),
+                _counted(draws),
+                _counted(commits),
+            ]
+        )
+        for r in table:
+            runs.setdefault(tuple(r[c] for c in CSV_COLUMNS), []).append(name)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(ALL_RUNS_COLUMNS)
+    order = {c: i for i, c in enumerate(CSV_COLUMNS)}
+    for key in sorted(runs, key=lambda k: (k[order["base"]], k[0], k[2], int(k[1]), k[8])):
+        w.writerow([*key, ";".join(runs[key])])
+    draws = Counter()
+    draw_folders: dict[tuple[str, str], set] = {}
+    for key, names in runs.items():
+        d = _draw(dict(zip(CSV_COLUMNS, key, strict=True)))
+        draws[d] += 1
+        draw_folders.setdefault(d, set()).update(names)
+    draw_rows = [
+        [cpu, base, n, ", ".join(sorted(draw_folders[(cpu, base)]))]
+        for (cpu, base), n in sorted(draws.items(), key=lambda kv: -kv[1])
+    ]
+    total = sum(len(read_runs(f)) for f in folders)
+    text = "\n".join(
+        [
+            "# Published evidence: an index",
+            "",
+            f"Generated by `vgrout index {_shown(root, repo)}` from the runs.csv of every published "
+            "sweep folder here; do not edit by hand (a test checks that it is current). Each "
+            "folder's report.md has its tables, intervals and contrasts; the README reads them.",
+            "",
+            markdown_table(
+                [
+                    "folder",
+                    "made by",
+                    "runs",
+                    "arms",
+                    "seeds",
+                    "draw: CPU kernels / toy base (runs)",
+                    "commits (runs)",
+                ],
+                rows,
+            ),  # fmt: skip
+            "",
+            "## Draws",
+            "",
+            "A seeded CPU run re-runs bit for bit on the same vector kernels with the same toy base "
+            "(the base is trained locally, so another CPU builds another one, and its runs are "
+            "another draw of the experiment); `not recorded`: made before these were recorded "
+            "(the earlier machine). Distinct runs per draw:",
+            "",
+            markdown_table(["CPU kernels", "toy base", "runs", "folders"], draw_rows),
+            "",
+            "## Every run once",
+            "",
+            f"[`{ALL_RUNS_CSV}`]({ALL_RUNS_CSV}): {len(runs)} distinct runs ({total} rows over "
+            f"{len(folders)} folders; a run shared by several sweeps is listed once, `folders` "
+            "naming them all). Its columns are runs.csv's: a row re-runs with `vgrout train "
+            "--preset toy --arm ARM --seed SEED --threads THREADS --set OVERRIDES` (`;`-separated "
+            "overrides, each its own `--set`) at `commit`, under `VGROUT_CPU_KERNELS=portable` "
+            "when `cpu` is DEFAULT.",
+            "",
+        ]
+    )
+    return text, buf.getvalue()
+
+
+def write_evidence_index(root: Path, repo: Path | None = None) -> tuple[Path, Path]:
+    """Write ROOT/INDEX.md and ROOT/all-runs.csv (each whole); returns their paths."""
+    text, table = evidence_index(root, repo)
+    paths = (Path(root) / INDEX_MD, Path(root) / ALL_RUNS_CSV)
+    for path, content in zip(paths, (text, table), strict=True):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(content)
+        tmp.replace(path)
+    return paths
