@@ -161,6 +161,21 @@ def test_quantile_band_routes_the_tails_with_current_batch_included():
     assert_d_implies_m(out)
 
 
+def test_quantile_band_keep_tail_apart_from_the_rout_tail():
+    # scores 0..19, rout tail 0.1 (17, 18, 19) in each case; the keep tail alone changes
+    feats, v = feats_with_scores(torch.arange(20.0))
+    wide = QuantileBand(tail_q=0.1, halflife=None, warmup=10, keep_q=0.3)
+    zones = quantile_band_gate(feats, v, QuantileBandState(), wide).zones.tolist()
+    assert zones[:6] == [KEEP] * 6 and set(zones[6:17]) == {ABSORB} and zones[17:] == [ROUT] * 3
+    none_kept = QuantileBand(tail_q=0.1, halflife=None, warmup=10, keep_q=0.0)
+    out = quantile_band_gate(feats, v, QuantileBandState(), none_kept)
+    assert out.info["lo"] == -math.inf
+    assert set(out.zones.tolist()[:17]) == {ABSORB} and out.zones.tolist()[17:] == [ROUT] * 3
+    assert_d_implies_m(out)
+    with pytest.raises(ValueError, match="keep_q must be in"):
+        QuantileBand(keep_q=0.5)
+
+
 def test_quantile_band_rescores_history_with_a_new_direction():
     cfg = QuantileBand(tail_q=0.25, halflife=None, warmup=1)
     feats, v = feats_with_scores(torch.arange(8.0))
@@ -396,3 +411,14 @@ def test_pair_band_state_is_immutable():
     s = PairBandState(lo=0.0, hi=1.0)
     with pytest.raises(AttributeError):
         s.lo = 2.0  # type: ignore[misc]
+
+
+def test_router_band_takes_the_keep_tail_from_the_config(monkeypatch):
+    from vgrout.config import TrainConfig
+    from vgrout.routing import router as router_mod
+
+    monkeypatch.setattr(router_mod.Router, "extract", lambda self: None)  # no model needed
+    cfg = TrainConfig(arm="routeA", band_tail_q=0.2, band_keep_q=0.0, band_warmup=5)
+    band = router_mod.Router(cfg, None, None).band
+    assert (band.tail_q, band.keep_q, band.warmup) == (0.2, 0.0, 5)
+    assert router_mod.Router(TrainConfig(arm="routeA"), None, None).band.keep_q is None

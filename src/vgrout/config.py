@@ -229,6 +229,11 @@ class TrainConfig:
     p75 scores."""
     band_tail_q: float = 0.1
     """Tail mass of the quantile band: score <= q-quantile -> keep, >= (1-q) -> rout."""
+    band_keep_q: float = -1.0
+    """The quantile band's keep tail alone: score <= this quantile -> keep (the deployed block
+    trains alone), band_tail_q then setting the rout tail only. -1 (default): band_tail_q, the
+    symmetric band. 0: no keep zone (every unrouted rollout trains both blocks), which isolates
+    what the rout tail does from what training the deployed block alone on the lowest scores does."""
     band_halflife: float = 96.0
     """Recency half-life (in rollouts) of the quantile weights."""
     band_warmup: int = 16
@@ -330,6 +335,11 @@ class TrainConfig:
                 raise bad(name, "must be in [0, 1]")
         if not 0.0 < self.band_tail_q < 0.5:
             raise bad("band_tail_q", "must be in (0, 0.5)")
+        if self.band_keep_q != -1.0:
+            if not 0.0 <= self.band_keep_q < 0.5:
+                raise bad("band_keep_q", "must be in [0, 0.5), or -1 for band_tail_q")
+            if self.band != "quantile":
+                raise bad("band_keep_q", "only shapes the quantile band (band = quantile)")
         if self.placebo_seed >= 0 and self.arm not in (*DIRECTION_ARMS, "advantage_mod"):
             raise bad(
                 "placebo_seed",

@@ -154,14 +154,17 @@ class QuantileBand:
     edge is always a score that some rollout actually had.
     """
 
-    tail_q: float = 0.1
+    tail_q: float = 0.1  # rout tail's mass (and the keep tail's, unless keep_q says otherwise)
     halflife: float | None = 96.0  # in rollouts; None = all buffered rollouts weigh the same
     warmup: int = 64  # buffer smaller than this (current batch included) -> everyone absorbs
     buffer_size: int = 8192  # most recent rollouts kept
+    keep_q: float | None = None  # keep tail's mass; None = tail_q; 0 = no keep zone
 
     def __post_init__(self):
         if not 0.0 < self.tail_q < 0.5:
             raise ValueError(f"tail_q must be in (0, 0.5); got {self.tail_q}")
+        if self.keep_q is not None and not 0.0 <= self.keep_q < 0.5:
+            raise ValueError(f"keep_q must be in [0, 0.5) or None; got {self.keep_q}")
         if self.halflife is not None and self.halflife <= 0:
             raise ValueError(f"halflife must be > 0 rollouts or None; got {self.halflife}")
         if self.warmup < 0 or self.buffer_size < 1:
@@ -218,7 +221,8 @@ def quantile_band_gate(
     else:
         age = (seen - stamps).double()  # current batch: age 0
         weights = torch.pow(0.5, age / config.halflife)
-    lo = weighted_quantile(all_scores, weights, config.tail_q)
+    keep_q = config.tail_q if config.keep_q is None else config.keep_q
+    lo = weighted_quantile(all_scores, weights, keep_q) if keep_q > 0 else -math.inf
     hi = weighted_quantile(all_scores, weights, 1.0 - config.tail_q)
     info.update(lo=lo, hi=hi)
     return _output(zones_from_edges(scores, lo, hi), new_state, info)

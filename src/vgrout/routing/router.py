@@ -52,7 +52,11 @@ class Router:
             self.kind = "act" if cfg.arm == "routeA" else "grad"
         if cfg.band == "quantile":
             self.band = QuantileBand(
-                cfg.band_tail_q, cfg.band_halflife, cfg.band_warmup, cfg.band_buffer
+                cfg.band_tail_q,
+                cfg.band_halflife,
+                cfg.band_warmup,
+                cfg.band_buffer,
+                keep_q=None if cfg.band_keep_q == -1.0 else cfg.band_keep_q,
             )
         else:
             self.band = PairBand()
