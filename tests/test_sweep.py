@@ -496,3 +496,11 @@ def test_a_bad_declared_contrast_is_refused_with_its_number(tmp_path, contrast, 
     spec_file.write_text(CONTRAST_SPEC + "[[contrasts]]\n" + contrast)
     with pytest.raises(ValueError, match=match):
         spec_from_cli(spec_file=spec_file)
+
+
+def test_final_status_prints_group_labels_with_their_brackets(capsys):
+    # rich reads `[...]` as markup: a sentence naming `routeA [band_tail_q=0.2]` lost its label
+    from vgrout.experiments.sweep.display import print_final_status
+
+    print_final_status({}, {}, ["routeA [band_tail_q=0.2] vs routeA: deployed hack +0.018"])
+    assert "routeA [band_tail_q=0.2] vs routeA" in capsys.readouterr().out

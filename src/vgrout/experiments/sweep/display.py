@@ -88,4 +88,4 @@ def print_final_status(status: dict, counts: dict, sentences: list[str]) -> None
     console = Console()
     console.print(status_table(status))
     for s in sentences:
-        console.print(f"- {s}")
+        console.print(f"- {s}", markup=False)  # labels hold [field=value]
