@@ -110,10 +110,11 @@ def evidence_index(root: Path, repo: Path | None = None) -> tuple[str, str]:
     folders = published_folders(root)
     if not folders:
         raise ValueError(f"{root} holds no published sweep (no runs.csv in it or its subfolders)")
-    rows, runs = [], {}
+    rows, runs, total = [], {}, 0
     for folder in folders:
         name = "." if folder == root else folder.name
         table = read_runs(folder)
+        total += len(table)
         arms = list(dict.fromkeys(r["arm"] for r in table))
         draws = Counter(" / ".join(_draw(r)) for r in table)
         commits = Counter(r["commit"][:7] for r in table)
@@ -147,7 +148,6 @@ def evidence_index(root: Path, repo: Path | None = None) -> tuple[str, str]:
         [cpu, base, n, ", ".join(sorted(draw_folders[(cpu, base)]))]
         for (cpu, base), n in sorted(draws.items(), key=lambda kv: -kv[1])
     ]
-    total = sum(len(read_runs(f)) for f in folders)
     text = "\n".join(
         [
             "# Published evidence: an index",
