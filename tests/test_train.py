@@ -88,9 +88,12 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="train_markers='varied'.*train_markers=fixed"):
         TrainConfig(train_markers="varied", teacher_pool="/pool").validate()
     TrainConfig(train_markers="fixed", teacher_pool="/pool").validate()
-    with pytest.raises(ValueError, match=r"band_keep_q=0.5 is invalid: must be in \[0, 0.5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"band_keep_q=0.5 is invalid: must be -1, or in \[0, 0.5\) with band = quantile",
+    ):
         TrainConfig(band_keep_q=0.5).validate()
-    with pytest.raises(ValueError, match="band_keep_q=0.0 is invalid: only shapes the quantile"):
+    with pytest.raises(ValueError, match="band_keep_q=0.0 is invalid: must be -1, or in"):
         TrainConfig(arm="routeA", band="pairs", band_keep_q=0.0).validate()
     TrainConfig(arm="routeA", band_keep_q=0.0).validate()
     with pytest.raises(ValueError, match="unknown config field 'lrr'"):

@@ -230,10 +230,8 @@ class TrainConfig:
     band_tail_q: float = 0.1
     """Tail mass of the quantile band: score <= q-quantile -> keep, >= (1-q) -> rout."""
     band_keep_q: float = -1.0
-    """The quantile band's keep tail alone: score <= this quantile -> keep (the deployed block
-    trains alone), band_tail_q then setting the rout tail only. -1 (default): band_tail_q, the
-    symmetric band. 0: no keep zone (every unrouted rollout trains both blocks), which isolates
-    what the rout tail does from what training the deployed block alone on the lowest scores does."""
+    """The keep tail apart (band_tail_q then sets the rout tail only): -1 = band_tail_q; 0 = no keep
+    zone, every unrouted rollout trains both blocks (docs/evidence/keep-zone)."""
     band_halflife: float = 96.0
     """Recency half-life (in rollouts) of the quantile weights."""
     band_warmup: int = 16
@@ -315,13 +313,7 @@ class TrainConfig:
                 "a teacher_pool's completions name the fixed train markers: use "
                 "train_markers=fixed with it",
             )
-        for name in (
-            "steps",
-            "prompts_per_step",
-            "group_size",
-            "rank",
-            "max_new_tokens",
-        ):
+        for name in ("steps", "prompts_per_step", "group_size", "rank", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
         if self.micro_batch < 0:
@@ -330,23 +322,20 @@ class TrainConfig:
             raise bad("group_size", "GRPO needs at least 2 rollouts per group")
         if not 0 <= self.teacher_per_group < self.group_size:
             raise bad("teacher_per_group", f"must be in [0, group_size={self.group_size})")
-        for name in ("gen_deploy_frac", "recall", "min_lr_ratio"):
+        for name in ("gen_deploy_frac", "recall", "min_lr_ratio", "monitor_accuracy"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise bad(name, "must be in [0, 1]")
         if not 0.0 < self.band_tail_q < 0.5:
             raise bad("band_tail_q", "must be in (0, 0.5)")
-        if self.band_keep_q != -1.0:
-            if not 0.0 <= self.band_keep_q < 0.5:
-                raise bad("band_keep_q", "must be in [0, 0.5), or -1 for band_tail_q")
-            if self.band != "quantile":
-                raise bad("band_keep_q", "only shapes the quantile band (band = quantile)")
+        if self.band_keep_q != -1.0 and not (
+            0 <= self.band_keep_q < 0.5 and self.band == "quantile"
+        ):
+            raise bad("band_keep_q", "must be -1, or in [0, 0.5) with band = quantile")
         if self.placebo_seed >= 0 and self.arm not in (*DIRECTION_ARMS, "advantage_mod"):
             raise bad(
                 "placebo_seed",
                 f"only meaningful with a direction arm ({', '.join(DIRECTION_ARMS)}, advantage_mod)",
             )
-        if not 0.0 <= self.monitor_accuracy <= 1.0:
-            raise bad("monitor_accuracy", "must be in [0, 1]")
         from vgrout.env.inoculation import INOCULATION_PROMPTS
 
         if self.inoculation_prompt not in INOCULATION_PROMPTS:
