@@ -53,7 +53,7 @@ sweep-demo: install
 #   band-width    routeA and its placebo with wider band tails, against absorb and oracle (55 runs)
 #   baselines     the benchmark paper's interventions and advantage modification, against routing (45 runs)
 #   keep-zone     routeA and its placebo without the band's keep tail, at wide and default bands (45 runs)
-#   monitor       gt_screen on the oracle's strict labels and with an erring monitor (30 runs)
+#   monitor       gt_screen on the oracle's strict labels and with erring monitors (40 runs)
 #   keep-zone-seeds  the keep-zone result against absorb on fresh seeds 5-9 (10 runs)
 RUNS ?= runs
 $(EVIDENCE_SWEEPS): install
