@@ -97,7 +97,7 @@ def test_nothing_published_is_refused_and_files_are_written_whole(tmp_path, publ
     index, table = write_evidence_index(published)
     assert index.read_text() == evidence_index(published)[0]
     assert table.read_text() == evidence_index(published)[1]
-    assert not list(published.glob(".*.tmp"))
+    assert not list(published.glob(".*"))  # no temporary file left beside them
 
 
 def test_seed_ranges():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vgrout.experiments.report.common import markdown_table
 from vgrout.experiments.report.runs_csv import CSV_COLUMNS, RUNS_CSV
+from vgrout.runfolder import atomic_write_text
 
 INDEX_MD = "INDEX.md"
 ALL_RUNS_CSV = "all-runs.csv"
@@ -86,6 +87,12 @@ def _counted(counter: Counter, limit: int = 3) -> str:
     return ", ".join(items) + (f", +{more} more" if more > 0 else "")
 
 
+def _run_order(key: tuple) -> tuple:
+    """all-runs.csv's order: by draw (base), arm, overrides, seed, commit."""
+    r = dict(zip(CSV_COLUMNS, key, strict=True))
+    return r["base"], r["arm"], r["overrides"], int(r["seed"]), r["commit"]
+
+
 def repo_of(root: Path) -> Path:
     """The checkout a published folder lives in: the nearest folder above it holding sweeps/."""
     for parent in Path(root).resolve().parents:
@@ -135,8 +142,7 @@ def evidence_index(root: Path, repo: Path | None = None) -> tuple[str, str]:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(ALL_RUNS_COLUMNS)
-    order = {c: i for i, c in enumerate(CSV_COLUMNS)}
-    for key in sorted(runs, key=lambda k: (k[order["base"]], k[0], k[2], int(k[1]), k[8])):
+    for key in sorted(runs, key=_run_order):
         w.writerow([*key, ";".join(runs[key])])
     draws = Counter()
     draw_folders: dict[tuple[str, str], set] = {}
@@ -167,7 +173,7 @@ def evidence_index(root: Path, repo: Path | None = None) -> tuple[str, str]:
                     "commits (runs)",
                 ],
                 rows,
-            ),  # fmt: skip
+            ),
             "",
             "## Draws",
             "",
@@ -197,7 +203,5 @@ def write_evidence_index(root: Path, repo: Path | None = None) -> tuple[Path, Pa
     text, table = evidence_index(root, repo)
     paths = (Path(root) / INDEX_MD, Path(root) / ALL_RUNS_CSV)
     for path, content in zip(paths, (text, table), strict=True):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(content)
-        tmp.replace(path)
+        atomic_write_text(path, content)
     return paths
