@@ -64,7 +64,7 @@ def test_random_weights_train_every_row_and_the_toy_keeps_its_defaults():
 
 
 def test_an_unknown_random_shape_is_refused_by_name():
-    from vgrout.config import load_preset
+    from vgrout.presets import load_preset
 
     with pytest.raises(ValueError, match="unknown shape 'qwen9'.*random:qwen3-4b"):
         load_preset("toy").override(["model=random:qwen9"]).validate()

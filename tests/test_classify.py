@@ -443,7 +443,7 @@ def test_self_generated_source_is_skipped_with_a_reason():
 
 @pytest.mark.slow
 def test_classify_a_smoke_routeV_run(tmp_path):
-    from vgrout.config import load_preset
+    from vgrout.presets import load_preset
     from vgrout.rl.train import train
 
     run_dir = tmp_path / "run"

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from vgrout.config import load_preset
 from vgrout.experiments.decision import DECISION_ARMS, arm_config, pool_seeds
 from vgrout.experiments.report import arms_table
+from vgrout.presets import load_preset
 from vgrout.rl.evaluate import wilson
 
 

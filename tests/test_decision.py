@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from vgrout.config import TrainConfig, load_preset
+from vgrout.config import TrainConfig
 from vgrout.experiments import sweep
 from vgrout.experiments.decision import DECISION_ARMS, arm_config, run_decision
 from vgrout.experiments.report import write_report
 from vgrout.experiments.sweep import arms as sweep_arms
+from vgrout.presets import load_preset
 from vgrout.runfolder import RunFolder
 
 

@@ -14,8 +14,8 @@ import torch
 
 from vgrout.adapters import AdapterConfig, attach
 from vgrout.adapters.blocklora import load_adapter
-from vgrout.config import load_preset
 from vgrout.export import export_run
+from vgrout.presets import load_preset
 
 # The module's smoke runs are shared by its tests: keep them on one xdist worker.
 pytestmark = pytest.mark.xdist_group("export")

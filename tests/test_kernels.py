@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from vgrout import kernels
-from vgrout.config import load_preset
+from vgrout.presets import load_preset
 from vgrout.runfolder import RunFolder, check_kernels, run_provenance
 
 

@@ -13,8 +13,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-from vgrout.config import load_preset
 from vgrout.env.problems import load_problems
+from vgrout.presets import load_preset
 from vgrout.rl.train import train
 
 CHAT = (

@@ -330,9 +330,9 @@ def test_runs_csv_one_row_per_finished_run_with_overrides(sweep_dir):
 def test_run_overrides_round_trip_through_the_train_cli():
     """A runs.csv row's overrides, given to `vgrout train`'s argument parsing, rebuild the config."""
     from vgrout.cli import _config_from_args, build_parser
-    from vgrout.config import load_preset
     from vgrout.experiments.report.sweep import run_overrides
     from vgrout.experiments.sweep import cell_config
+    from vgrout.presets import load_preset
 
     cfg = cell_config(
         load_preset("toy"),

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from vgrout.config import load_preset
 from vgrout.experiments.sweep import (
     FAILED_FILE,
     GridChangedError,
@@ -19,6 +18,7 @@ from vgrout.experiments.sweep import (
     spec_from_cli,
 )
 from vgrout.experiments.sweep.spec import contrast_side
+from vgrout.presets import load_preset
 from vgrout.runfolder import RunFolder
 
 # ------------------------------------------------------------------------------ grid expansion

@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from vgrout.config import TrainConfig, load_preset
+from vgrout.config import TrainConfig
 from vgrout.experiments.report import write_report
+from vgrout.presets import load_preset
 from vgrout.rl.advantages import assign_advantages
 from vgrout.rl.metrics import PHASES
 from vgrout.rl.rollouts import step_seed

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def _config_from_args(args) -> object:
-    from vgrout.config import load_preset
+    from vgrout.presets import load_preset
 
     cfg = load_preset(args.preset)
     overrides = list(args.set or [])

@@ -94,7 +94,7 @@ def bench_generate(
     cache: str = "auto",
     compile: bool | None = None,
 ) -> list[str]:
-    from vgrout.config import load_preset
+    from vgrout.presets import load_preset
     from vgrout.rl.engine import SamplingParams, TorchEngine
 
     if new_tokens < 2 or batch < 1 or prompt_len < 1 or rounds < 1:

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vgrout.config import load_preset
+from vgrout.presets import load_preset
 
 TARGET = 1.3
 TOY_ARMS = ("none", "plain", "absorb", "routeV")

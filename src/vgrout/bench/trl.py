@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vgrout.config import load_preset
+from vgrout.presets import load_preset
 
 TARGET = 0.8
 BATCH = [

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from vgrout import kernels
-from vgrout.config import load_preset
+from vgrout.presets import load_preset
 
 
 def default_out() -> Path:

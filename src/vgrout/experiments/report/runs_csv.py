@@ -32,7 +32,8 @@ def run_overrides(config: dict, preset: str) -> str:
     by the arm name (`vgrout train --arm routeV_placebo` expands it the same way)."""
     import dataclasses
 
-    from vgrout.config import TrainConfig, load_preset
+    from vgrout.config import TrainConfig
+    from vgrout.presets import load_preset
 
     cfg = TrainConfig.from_dict(config)
     base = load_preset(preset)

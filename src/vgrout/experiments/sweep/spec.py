@@ -13,9 +13,10 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from vgrout.config import TrainConfig, load_preset, parse_value
+from vgrout.config import TrainConfig, parse_value
 from vgrout.experiments import aggregate as agg
 from vgrout.experiments.sweep.arms import arm_label, arm_overrides
+from vgrout.presets import load_preset
 
 RESERVED_FIELDS = ("preset", "notes")
 """Set by the sweep itself: `preset` comes from the spec, `notes` records the cell."""

@@ -7,10 +7,10 @@ import json
 import math
 from pathlib import Path
 
-from vgrout.config import load_preset
 from vgrout.experiments import aggregate as agg
 from vgrout.experiments.sweep.folder import SUMMARY_FILE, load_sweep_spec
 from vgrout.experiments.sweep.spec import SweepSpec, contrast_side
+from vgrout.presets import load_preset
 from vgrout.runfolder import atomic_write_text
 
 
