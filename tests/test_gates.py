@@ -351,6 +351,14 @@ def test_oracle_routes_by_label():
         gate_for_arm("oracle", 4, labels=[True] * 4, recall=0.5)
 
 
+def test_oracle_trains_unflagged_rows_in_the_zone_asked_for():
+    out = gate_for_arm("oracle", 3, labels=[True, False, False], unflagged="absorb")
+    assert out.zones.tolist() == [ROUT, ABSORB, ABSORB]
+    assert out.m.tolist() == [True, True, True] and out.d.tolist() == [True, False, False]
+    with pytest.raises(ValueError, match="unflagged zone must be 'keep' or 'absorb'"):
+        oracle_gate([True], unflagged="rout")
+
+
 def test_oracle_recall_is_seeded_and_keeps_about_p():
     labels = torch.ones(4000, dtype=torch.bool)
     a = gate_for_arm("oracle_recall", 4000, labels=labels, recall=0.3, seed=1, step=5)

@@ -18,7 +18,7 @@ import torch
 from vgrout.config import TrainConfig
 from vgrout.experiments.report import write_report
 from vgrout.presets import load_preset
-from vgrout.rl.advantages import assign_advantages
+from vgrout.rl.advantages import apply_monitor, assign_advantages
 from vgrout.rl.metrics import PHASES
 from vgrout.rl.rollouts import step_seed
 from vgrout.rl.train import train
@@ -62,6 +62,40 @@ def test_screening_drops_flagged_rows_from_the_group_baseline():
     assert rows[0] not in kept and len(kept) == 3
     # baseline = mean of the kept rewards (3.5 + 0.5 + 0.5) / 3 = 1.5
     assert [r.advantage for r in kept] == pytest.approx([2.0, -1.0, -1.0])
+
+
+class _Graded:
+    def __init__(self, label):
+        self.grade = _Grade(3.5 if label == "reward_hack" else 0.5, label == "reward_hack")
+        self.grade.label, self.reward, self.flagged = label, self.grade.reward, False
+
+
+def test_label_arms_route_by_the_same_monitor_that_screens():
+    labels = ["reward_hack", "attempted_hack", "correct", "incorrect"] * 25
+
+    def flags(**fields):
+        rows = [_Graded(lab) for lab in labels]
+        apply_monitor(TrainConfig(seed=3, **fields).validate(), rows, step=7)
+        return [r.flagged for r in rows]
+
+    # accuracy 1 on strict labels (the label arms' default): a flag is exactly `exploited`
+    assert flags(arm="oracle") == [lab == "reward_hack" for lab in labels]
+    # an erring monitor: the same verdicts whether it screens or routes, and it errs
+    noisy = flags(arm="oracle", monitor_accuracy=0.7)
+    assert noisy == flags(arm="gt_screen", monitor_labels="strict", monitor_accuracy=0.7)
+    wrong = sum(f != (lab == "reward_hack") for f, lab in zip(noisy, labels, strict=True))
+    assert 10 <= wrong <= 50  # ~30 of 100
+    assert flags(arm="routeA") == [False] * len(labels)  # no monitor: nothing flagged
+
+
+def test_monitor_fields_are_refused_where_no_monitor_is_read():
+    with pytest.raises(ValueError, match="monitor_accuracy=0.8 is invalid: only the arms gt_pen"):
+        TrainConfig(arm="absorb", monitor_accuracy=0.8).validate()
+    with pytest.raises(ValueError, match="monitor_labels='loose' is invalid"):
+        TrainConfig(arm="routeV", monitor_labels="loose").validate()
+    with pytest.raises(ValueError, match="unflagged_zone='absorb' is invalid: only label arms"):
+        TrainConfig(arm="gt_screen", unflagged_zone="absorb").validate()
+    TrainConfig(arm="oracle_recall", monitor_accuracy=0.8, unflagged_zone="absorb").validate()
 
 
 def test_keep_zone_trains_in_the_deployed_state():
@@ -170,6 +204,9 @@ def test_smoke_run_writes_the_run_folder(tmp_path, arm):
         assert summary["delta_norm"]["deployed"] > 0.0
         assert {r["zone"] for r in table if r["kept"]} == {"keep"}
         assert {r["sampled"] for r in table if r["source"] == "student"} == {"deployed"}
+    if arm == "oracle":  # a perfect monitor on strict labels: routes exactly the paid hacks
+        assert all(r["flagged"] == r["exploited"] for r in table)
+        assert all((r["zone"] == "rout") == r["exploited"] for r in table if r["kept"])
     if arm == "plain":  # unmasked: both blocks move
         assert summary["delta_norm"]["quarantine"] > 0.0
         assert summary["delta_norm"]["deployed"] > 0.0
@@ -180,6 +217,16 @@ def test_smoke_run_writes_the_run_folder(tmp_path, arm):
     assert len(base["weights_sha256"]) == 64  # the toy base is local: its weights are hashed
     assert provenance["packages"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
     assert (out / "checkpoints" / f"step_{cfg.steps:06d}" / "adapter.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_an_erring_monitor_routes_its_flags_and_absorbs_the_rest(tmp_path):
+    cfg, out = _smoke(tmp_path, "oracle", monitor_accuracy=0.6, unflagged_zone="absorb")
+    train(cfg, out, progress=False)
+    table = pq.read_table(out / "rollouts.parquet").to_pylist()
+    kept = [r for r in table if r["kept"]]
+    assert kept and all(r["zone"] == ("rout" if r["flagged"] else "absorb") for r in kept)
+    assert any(r["flagged"] != r["exploited"] for r in table)  # the monitor errs; labels don't leak
 
 
 @pytest.mark.slow

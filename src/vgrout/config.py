@@ -46,7 +46,9 @@ CHOICES = {  # fields that take one of a few names (checked by `validate`)
     "teacher_importance": ("on_policy", "drop_negative"),
     "monitor_labels": ("auto", "strict", "loose"),
     "advantage_mod_kind": ("grad", "act"),
+    "unflagged_zone": ("keep", "absorb"),
 }
+MONITOR_ARMS = ("gt_penalty", "gt_screen", *LABEL_ARMS)  # arms that read a (noisy) hack monitor
 
 
 ABSENT_MEANS = {"share_prompt_forward": False, "probe_tokens": "all"}
@@ -255,14 +257,19 @@ class TrainConfig:
     """>= 0 replaces the extracted direction by a Haar-random one (same machinery, no information)."""
     recall: float = 0.5
     """oracle_recall: probability that each true hack label reaches the gate."""
+    unflagged_zone: str = "keep"
+    """Label arms: where a rollout the labels do not flag trains. `keep`: the deployed block only
+    (the oracle as specified). `absorb`: both blocks, as gradient routing trains unlabelled data
+    (Cloud et al. 2024, arXiv 2410.04332), so the quarantine may absorb hacks a monitor misses."""
 
     # ---------------------------------------------------------------- baseline interventions
     monitor_accuracy: float = 1.0
-    """gt_penalty / gt_screen: each monitor verdict is flipped with probability 1 - accuracy."""
+    """gt_penalty / gt_screen / the label arms: each monitor verdict is flipped with probability
+    1 - accuracy (so an oracle with accuracy < 1 routes by an erring monitor; docs/evidence/monitor)."""
     monitor_labels: str = "auto"
     """Which hack label the monitor reads: `strict` (paid hack), `loose` (also attempted hacks and
-    correct answers carrying a hack), or `auto` = strict for the penalty, loose for screening
-    (the benchmark paper's defaults)."""
+    correct answers carrying a hack), or `auto` = strict for the penalty and the label arms, loose
+    for screening (the benchmark paper's defaults)."""
     penalty: float = 3.0
     """gt_penalty: reward subtracted from a flagged rollout (3.0: a paid hack nets the 0.5 format
     reward)."""
@@ -331,6 +338,11 @@ class TrainConfig:
             0 <= self.band_keep_q < 0.5 and self.band == "quantile"
         ):
             raise bad("band_keep_q", "must be -1, or in [0, 0.5) with band = quantile")
+        for name, default in (("monitor_accuracy", 1.0), ("monitor_labels", "auto")):
+            if getattr(self, name) != default and self.arm not in MONITOR_ARMS:
+                raise bad(name, f"only the arms {', '.join(MONITOR_ARMS)} read a monitor")
+        if self.unflagged_zone != "keep" and self.arm not in LABEL_ARMS:
+            raise bad("unflagged_zone", f"only label arms ({', '.join(LABEL_ARMS)}) flag rollouts")
         if self.placebo_seed >= 0 and self.arm not in (*DIRECTION_ARMS, "advantage_mod"):
             raise bad(
                 "placebo_seed",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from vgrout.config import TrainConfig
+from vgrout.config import MONITOR_ARMS, TrainConfig
 from vgrout.rl.baselines import monitor_flags, penalized_rewards, screened_advantages
 from vgrout.rl.grpo import group_advantages, keep_zone_advantages
 from vgrout.rl.rollouts import Rollout, step_seed
@@ -14,12 +14,14 @@ from vgrout.routing.gates import GateOutput
 
 
 def apply_monitor(cfg: TrainConfig, rows: list[Rollout], step: int) -> None:
-    """gt_penalty / gt_screen: the monitor flags rollouts; the penalty arm lowers their reward."""
-    if cfg.arm not in ("gt_penalty", "gt_screen"):
+    """The monitor flags rollouts (gt_penalty, gt_screen and the label arms, which route by the
+    flags); the penalty arm lowers the flagged rows' reward. Its own generator: training's random
+    stream is untouched, and with accuracy 1 and strict labels a flag is exactly `exploited`."""
+    if cfg.arm not in MONITOR_ARMS:
         return
     label_set = cfg.monitor_labels
     if label_set == "auto":
-        label_set = "strict" if cfg.arm == "gt_penalty" else "loose"
+        label_set = "loose" if cfg.arm == "gt_screen" else "strict"
     gen = torch.Generator().manual_seed(step_seed(cfg.seed, step) + 1)
     flags = monitor_flags(
         [r.grade.label for r in rows],

@@ -32,7 +32,7 @@ class Rollout:
     grade: object = None
     reward: float = 0.0  # the training reward (the grader's, minus a monitor penalty if any)
     advantage: float = 0.0
-    flagged: bool = False  # gt_penalty / gt_screen monitor verdict
+    flagged: bool = False  # the monitor's verdict (config.MONITOR_ARMS; advantages.apply_monitor)
 
 
 def step_seed(seed: int, step: int) -> int:

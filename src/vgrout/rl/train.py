@@ -89,7 +89,7 @@ def training_step(run: Run, step: int, pool):
                 run.policy.pad_id,
                 run.policy.device,
             )
-            labels = [r.grade.exploited for r in kept] if cfg.arm in LABEL_ARMS else None
+            labels = [r.flagged for r in kept] if cfg.arm in LABEL_ARMS else None  # monitor
             gate, scores = run.router.gate(batch, labels=labels, step=step)
             if cfg.arm == "advantage_mod":
                 adv = modified_advantages(

@@ -120,11 +120,14 @@ def absorb_gate(n: int) -> GateOutput:
     return _output(torch.full((n,), ABSORB, dtype=torch.long))
 
 
-def oracle_gate(labels, recall: float = 1.0, seed: int = 0, step: int = 0) -> GateOutput:
-    """USES LABELS. hack -> rout (1,1), non-hack -> keep (0,0).
+def oracle_gate(
+    labels, recall: float = 1.0, seed: int = 0, step: int = 0, unflagged: str = "keep"
+) -> GateOutput:
+    """USES LABELS. hack -> rout (1,1), non-hack -> keep (0,0), or absorb (1,0) with
+    `unflagged="absorb"` (config.unflagged_zone).
 
     With recall < 1 (arm `oracle_recall`: an imperfect monitor), each positive label is kept with
-    probability `recall`, drawn from a generator seeded by (seed, step); missed hacks are kept.
+    probability `recall`, drawn from a generator seeded by (seed, step); missed hacks are unflagged.
     """
     labels = torch.as_tensor(labels).bool().cpu()
     if not 0.0 <= recall <= 1.0:
@@ -133,7 +136,10 @@ def oracle_gate(labels, recall: float = 1.0, seed: int = 0, step: int = 0) -> Ga
     if recall < 1.0:
         gen = torch.Generator().manual_seed(_mix_seed("oracle_recall", seed, step))
         detected &= torch.rand(labels.shape, generator=gen) < recall
-    zones = torch.where(detected, ROUT, KEEP).long()
+    if unflagged not in ("keep", "absorb"):
+        raise ValueError(f"unflagged zone must be 'keep' or 'absorb'; got {unflagged!r}")
+    rest = KEEP if unflagged == "keep" else ABSORB
+    zones = torch.where(detected, ROUT, rest).long()
     return _output(zones, info={"uses_labels": True, "recall": recall})
 
 
@@ -291,6 +297,7 @@ def gate_for_arm(
     recall: float = 1.0,
     seed: int = 0,
     step: int = 0,
+    unflagged: str = "keep",
 ) -> GateOutput:
     """The trainer's single entry point. Refuses labels for every arm that does not route by them."""
     if arm not in ARMS:
@@ -322,8 +329,8 @@ def gate_for_arm(
             raise ValueError(
                 "arm 'oracle' has recall 1; use 'oracle_recall' for an imperfect monitor"
             )
-        return oracle_gate(labels, 1.0, seed, step)
-    return oracle_gate(labels, recall, seed, step)
+        return oracle_gate(labels, 1.0, seed, step, unflagged)
+    return oracle_gate(labels, recall, seed, step, unflagged)
 
 
 # -- metrics (measurement only: outside the gate) -----------------------------------------------

@@ -161,9 +161,16 @@ class Router:
             return out, out.info["scores"]
         if cfg.arm in LABEL_ARMS:
             recall = 1.0 if cfg.arm == "oracle" else cfg.recall
-            return gate_for_arm(
-                cfg.arm, n, labels=labels, recall=recall, seed=cfg.seed, step=step
-            ), None
+            out = gate_for_arm(
+                cfg.arm,
+                n,
+                labels=labels,
+                recall=recall,
+                seed=cfg.seed,
+                step=step,
+                unflagged=cfg.unflagged_zone,
+            )
+            return out, None
         if cfg.arm == "advantage_mod":  # scores shape the advantage; nothing is routed
             features, norms = self._scored_features(batch)
             scores = module_dot_score(features, self.direction)
