@@ -94,6 +94,7 @@ def score_rates(run_dir: Path) -> dict | None:
     rate = {"all": hack.mean()}
     for z in ("keep", "absorb", "rout"):
         rate[z] = hack[zone == z].mean() if (zone == z).any() else np.nan
+    for z in ("keep", "rout"):  # the rest of the hacks trained both blocks
         rate[f"hacks_{z}"] = (zone[hack] == z).mean() if hack.any() else np.nan
     for lo, hi in SCORE_BINS:
         inside = (quantile >= lo) & (quantile < hi)

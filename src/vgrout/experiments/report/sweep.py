@@ -54,7 +54,7 @@ from vgrout.experiments.report.sweep_tables import (
     placebo_table,
     runs_table,
 )
-from vgrout.runfolder import RunFolder, atomic_write_text
+from vgrout.runfolder import RunFolder, atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "CLASSIFY_FILE",
@@ -303,9 +303,7 @@ def publish_report(root: Path, dest: Path) -> None:
     """Copy report.md, its PNGs and runs.csv into `dest` (created), each file written whole."""
     dest.mkdir(parents=True, exist_ok=True)
     for src in [root / "report.md", root / RUNS_CSV, *sorted(root.glob("*.png"))]:
-        tmp = dest / f".{src.name}.tmp"
-        tmp.write_bytes(src.read_bytes())
-        tmp.replace(dest / src.name)
+        atomic_write_bytes(dest / src.name, src.read_bytes())
 
 
 def significance_paragraph(summary: dict) -> str:
