@@ -55,7 +55,7 @@ sweep-demo: install
 #   keep-zone     routeA and its placebo without the band's keep tail, at wide and default bands (45 runs)
 #   monitor       gt_screen on the oracle's strict labels and with erring monitors (40 runs)
 #   keep-zone-seeds  the keep-zone result against absorb on fresh seeds 5-9 (10 runs)
-#   advantage-mod  advantage_mod's activation direction on fresh seeds 5-9, and its gradient one (40 runs)
+#   advantage-mod  advantage_mod's activation direction on fresh seeds 5-9, and its gradient one, against absorb and routing by each (50 runs)
 #   weak-monitor  one erring monitor screening vs routing its flags (unflagged in deployed or both) (65 runs)
 RUNS ?= runs
 $(EVIDENCE_SWEEPS): install
