@@ -10,6 +10,7 @@ import pytest
 
 from vgrout.experiments.report.evidence_index import (
     ALL_RUNS_COLUMNS,
+    configuration_rows,
     evidence_index,
     seed_ranges,
     write_evidence_index,
@@ -98,6 +99,38 @@ def test_nothing_published_is_refused_and_files_are_written_whole(tmp_path, publ
     assert index.read_text() == evidence_index(published)[0]
     assert table.read_text() == evidence_index(published)[1]
     assert not list(published.glob(".*"))  # no temporary file left beside them
+
+
+def test_every_configuration_pools_its_folders_once_per_seed(published):
+    text, _ = evidence_index(published)
+    section = text.split("## Every configuration at a glance")[1]
+    # recorded draws only (the root's old rows are left out), largest first
+    assert section.index("### AVX512 kernels, toy base 6185c18ccbcc (3 runs)") < section.index(
+        "### DEFAULT kernels, toy base 481e8f63a64d (1 runs)"
+    )
+    assert "| none |" not in section
+    # absorb seeds 0 and 3 (seed 0 published twice counts once), then oracle seed 0
+    assert (
+        "| absorb | (defaults) | 0, 3 | 0.100 [0.100, 0.100] | 0.700 [0.700, 0.700] | 0.200 |"
+        in (section)
+    )
+
+
+def test_configuration_rows_average_a_remade_seed_and_sort_by_deployed_hack():
+    def run(arm, seed, hack, solve, overrides="", trained="0.5"):
+        return {"arm": arm, "seed": str(seed), "overrides": overrides, "deployed_hack": hack,
+                "deployed_solve": solve, "as_trained_hack": trained}  # fmt: skip
+
+    runs = [
+        run("routeA", 0, "0.2", "0.6"),
+        run("routeA", 0, "0.4", "0.6"),  # the same seed made again: averaged to 0.3 first
+        run("routeA", 1, "0.1", "0.8"),
+        run("oracle", 0, "0.05", "0.7", overrides="lr=0.1"),
+    ]
+    rows = configuration_rows(runs)
+    assert [r[:3] for r in rows] == [["oracle", "lr=0.1", "0"], ["routeA", "(defaults)", "0-1"]]
+    assert rows[0][3] == "0.050" and rows[0][5] == "0.500"  # one seed: no interval
+    assert rows[1][3] == "0.200 [0.100, 0.300]" and rows[1][4] == "0.700 [0.600, 0.800]"
 
 
 def test_seed_ranges():

@@ -15,7 +15,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from vgrout.experiments.report.common import markdown_table
+from vgrout.experiments.aggregate import bootstrap_ci
+from vgrout.experiments.report.common import format_number, markdown_table
 from vgrout.experiments.report.runs_csv import CSV_COLUMNS, RUNS_CSV
 from vgrout.runfolder import atomic_write_text
 
@@ -93,6 +94,41 @@ def _run_order(key: tuple) -> tuple:
     return r["base"], r["arm"], r["overrides"], int(r["seed"]), r["commit"]
 
 
+def configuration_rows(runs: list[dict]) -> list[list]:
+    """Every configuration (arm, overrides) of one draw with its seeds and the mean over seeds of
+    deployed hack and solve (95% percentile bootstrap over seeds) and as-trained hack, sorted by
+    deployed hack. A seed made more than once (at several commits) counts once, averaged."""
+    per_seed: dict[tuple, dict[int, list[dict]]] = {}
+    for r in runs:
+        per_seed.setdefault((r["arm"], r["overrides"]), {}).setdefault(int(r["seed"]), []).append(r)
+
+    def means(seeds: dict[int, list[dict]], column: str) -> list[float]:
+        return [sum(float(r[column]) for r in rs) / len(rs) for _, rs in sorted(seeds.items())]
+
+    rows = []
+    for (arm, overrides), seeds in per_seed.items():
+        hack, solve = means(seeds, "deployed_hack"), means(seeds, "deployed_solve")
+        trained = means(seeds, "as_trained_hack")
+
+        def cell(v: list[float]) -> str:
+            return format_number(sum(v) / len(v), bootstrap_ci(v) if len(v) > 1 else None, 3)
+
+        rows.append(
+            (
+                sum(hack) / len(hack),
+                [
+                    arm,
+                    overrides or "(defaults)",
+                    seed_ranges(seeds),
+                    cell(hack),
+                    cell(solve),
+                    format_number(sum(trained) / len(trained), digits=3),
+                ],
+            )
+        )
+    return [row for _, row in sorted(rows, key=lambda x: (x[0], x[1][0], x[1][1]))]
+
+
 def repo_of(root: Path) -> Path:
     """The checkout a published folder lives in: the nearest folder above it holding sweeps/."""
     for parent in Path(root).resolve().parents:
@@ -154,6 +190,29 @@ def evidence_index(root: Path, repo: Path | None = None) -> tuple[str, str]:
         [cpu, base, n, ", ".join(sorted(draw_folders[(cpu, base)]))]
         for (cpu, base), n in sorted(draws.items(), key=lambda kv: -kv[1])
     ]
+    by_draw: dict[tuple[str, str], list[dict]] = {}
+    for key in runs:
+        r = dict(zip(CSV_COLUMNS, key, strict=True))
+        if r["cpu"] and r["base"]:
+            by_draw.setdefault(_draw(r), []).append(r)
+    config_sections = []
+    for (cpu, base), draw_runs in sorted(by_draw.items(), key=lambda kv: -len(kv[1])):
+        config_sections += [
+            f"### {cpu} kernels, toy base {base} ({len(draw_runs)} runs)",
+            "",
+            markdown_table(
+                [
+                    "arm",
+                    "overrides",
+                    "seeds",
+                    "deployed hack [95% CI]",
+                    "deployed solve [95% CI]",
+                    "as-trained hack",
+                ],
+                configuration_rows(draw_runs),
+            ),
+            "",
+        ]
     text = "\n".join(
         [
             "# Published evidence: an index",
@@ -193,6 +252,17 @@ def evidence_index(root: Path, repo: Path | None = None) -> tuple[str, str]:
             "overrides, each its own `--set`) at `commit`, under `VGROUT_CPU_KERNELS=portable` "
             "when `cpu` is DEFAULT.",
             "",
+            "## Every configuration at a glance",
+            "",
+            "Each configuration run in a draw that recorded its CPU kernels and toy base, pooled "
+            "over every folder publishing it: the mean over seeds of the deployed model's hack "
+            "and solve rates on held-out problems with a 95% percentile bootstrap over seeds, "
+            "lowest deployed hack first. Configurations on different seeds are not paired here, "
+            "so two rows are compared by the contrasts of the folder that runs both, not by "
+            "their intervals. Draws that did not record them are left out: their runs came from "
+            "several commits whose code moved the numbers.",
+            "",
+            *config_sections,
         ]
     )
     return text, buf.getvalue()
