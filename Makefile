@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds honest band-width baselines keep-zone monitor keep-zone-seeds advantage-mod weak-monitor
+EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds honest band-width baselines keep-zone monitor keep-zone-seeds advantage-mod weak-monitor weak-monitor-seeds
 # Under VGROUT_CPU_KERNELS=portable an evidence sweep is another draw: its own runs and report
 # (`VGROUT_CPU_KERNELS=portable make main-arms` -> runs/main-arms-portable, docs/evidence/main-arms-portable)
 KERNELS_SUFFIX := $(if $(filter portable,$(VGROUT_CPU_KERNELS)),-portable,)
@@ -57,6 +57,7 @@ sweep-demo: install
 #   keep-zone-seeds  the keep-zone result against absorb on fresh seeds 5-9 (10 runs)
 #   advantage-mod  advantage_mod's activation direction on fresh seeds 5-9, and its gradient one, against absorb and routing by each (50 runs)
 #   weak-monitor  one erring monitor screening vs routing its flags (unflagged in deployed or both) (65 runs)
+#   weak-monitor-seeds  routing an erring monitor's flags (rest absorbed) vs screening them, seeds 5-9 (25 runs)
 RUNS ?= runs
 $(EVIDENCE_SWEEPS): install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/$@.toml --backend local --jobs 2 \
