@@ -105,14 +105,13 @@ def configuration_rows(runs: list[dict]) -> list[list]:
     def means(seeds: dict[int, list[dict]], column: str) -> list[float]:
         return [sum(float(r[column]) for r in rs) / len(rs) for _, rs in sorted(seeds.items())]
 
+    def cell(v: list[float]) -> str:
+        return format_number(sum(v) / len(v), bootstrap_ci(v) if len(v) > 1 else None, 3)
+
     rows = []
     for (arm, overrides), seeds in per_seed.items():
         hack, solve = means(seeds, "deployed_hack"), means(seeds, "deployed_solve")
         trained = means(seeds, "as_trained_hack")
-
-        def cell(v: list[float]) -> str:
-            return format_number(sum(v) / len(v), bootstrap_ci(v) if len(v) > 1 else None, 3)
-
         rows.append(
             (
                 sum(hack) / len(hack),
@@ -180,23 +179,21 @@ def evidence_index(root: Path, repo: Path | None = None) -> tuple[str, str]:
     w.writerow(ALL_RUNS_COLUMNS)
     for key in sorted(runs, key=_run_order):
         w.writerow([*key, ";".join(runs[key])])
-    draws = Counter()
+    by_draw: dict[tuple[str, str], list[dict]] = {}
     draw_folders: dict[tuple[str, str], set] = {}
     for key, names in runs.items():
-        d = _draw(dict(zip(CSV_COLUMNS, key, strict=True)))
-        draws[d] += 1
-        draw_folders.setdefault(d, set()).update(names)
-    draw_rows = [
-        [cpu, base, n, ", ".join(sorted(draw_folders[(cpu, base)]))]
-        for (cpu, base), n in sorted(draws.items(), key=lambda kv: -kv[1])
-    ]
-    by_draw: dict[tuple[str, str], list[dict]] = {}
-    for key in runs:
         r = dict(zip(CSV_COLUMNS, key, strict=True))
-        if r["cpu"] and r["base"]:
-            by_draw.setdefault(_draw(r), []).append(r)
+        by_draw.setdefault(_draw(r), []).append(r)
+        draw_folders.setdefault(_draw(r), set()).update(names)
+    largest_first = sorted(by_draw.items(), key=lambda kv: -len(kv[1]))
+    draw_rows = [
+        [cpu, base, len(draw_runs), ", ".join(sorted(draw_folders[(cpu, base)]))]
+        for (cpu, base), draw_runs in largest_first
+    ]
     config_sections = []
-    for (cpu, base), draw_runs in sorted(by_draw.items(), key=lambda kv: -len(kv[1])):
+    for (cpu, base), draw_runs in largest_first:
+        if not (draw_runs[0]["cpu"] and draw_runs[0]["base"]):
+            continue  # a draw that did not record its kernels and base
         config_sections += [
             f"### {cpu} kernels, toy base {base} ({len(draw_runs)} runs)",
             "",
