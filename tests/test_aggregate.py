@@ -247,6 +247,31 @@ def test_ablation_contrasts_change_one_field_against_its_default():
     assert aggregate(rows, n_resamples=100)["ablations"] == []
 
 
+def test_automatic_contrasts_need_a_seed_in_common():
+    """Groups on seeds 5-7 against a control, placebo or default on seeds 0-2 share no seed: no
+    automatic contrast is listed for them (it would be an n = 0 row of n/a), while pairs with seeds
+    in common still are; a contrast declared by name is listed even with n = 0."""
+
+    def arm(name, seeds, hack, tail=0.1):
+        return [run(name, s, hack + 0.01 * s, 0.5, band_tail_q=tail) for s in seeds]
+
+    rows = arm("none", (0, 1, 2), 0.5) + arm("routeV_placebo", (0, 1, 2), 0.3)
+    rows += arm("routeV", (5, 6, 7), 0.2) + arm("routeV", (5, 6, 7), 0.1, tail=0.45)
+    rows += arm("routeV_placebo", (5, 6, 7), 0.4, tail=0.45)
+    declared = [{"a": {"arm": "routeV", "fields": {"band_tail_q": 0.1}},
+                 "b": {"arm": "none", "fields": {"band_tail_q": 0.1}}, "why": "asked for"}]  # fmt: skip
+    agg = aggregate(rows, n_resamples=200, defaults={"band_tail_q": 0.1}, declared=declared)
+    listed = {k: [c["name"] for c in agg[k]] for k in ("vs_none", "ablations", "real_vs_placebo")}
+    v, p = "arm=routeV,band_tail_q=", "arm=routeV_placebo,band_tail_q="
+    assert listed == {
+        "vs_none": [f"{p}0.1 - arm=none,band_tail_q=0.1"],  # routeV (5-7) - none (0-2): left out
+        "ablations": [f"{v}0.45 - {v}0.1"],  # the placebo's 0.45 (5-7) - 0.1 (0-2): left out
+        "real_vs_placebo": [f"{v}0.45 - {p}0.45"],  # at 0.1: routeV 5-7, placebo 0-2
+    }
+    (c,) = agg["declared"]
+    assert c["metrics"]["deployed.hack"]["n"] == 0
+
+
 def test_declared_contrast_pairs_two_groups_that_differ_in_several_fields():
     """plain [rank=2] - none [rank=4]: two fields differ, so no automatic contrast exists; the
     declared one pairs the groups by seed and is listed (and worded) first."""

@@ -294,7 +294,16 @@ def aggregate(
             },
         }
 
-    for d in declared:
+    def paired(a_key: tuple, b_key: tuple) -> bool:
+        """Both groups ran and share a seed: an automatic contrast on disjoint seeds (e.g. one
+        group on seeds 0-4, the other on 5-9) has nothing to pair and is left out."""
+        if a_key not in groups or b_key not in groups:
+            return False
+        return bool(
+            {int(r["seed"]) for r in groups[a_key]} & {int(r["seed"]) for r in groups[b_key]}
+        )
+
+    for d in declared:  # asked for by name: listed even with no seed in common (n = 0, n/a)
         a_key, b_key = group_key(d["a"], group_by), group_key(d["b"], group_by)
         if a_key in groups and b_key in groups:
             out["declared"].append({**contrast(a_key, b_key), "why": d.get("why", "")})
@@ -304,17 +313,17 @@ def aggregate(
             ref_key = _with_arm(key, ref)
             if arm in REFERENCE_ARMS[: i + 1]:  # itself, or the earlier control (plain - none once)
                 continue
-            if ref_key in groups:
+            if paired(key, ref_key):
                 out[f"vs_{ref}"].append(contrast(key, ref_key))
         for other in groups:
             changed = _one_changed_field(key, other, defaults or {})
-            if changed is not None:
+            if changed is not None and paired(key, other):
                 out["ablations"].append({**contrast(key, other), "field": changed})
         if not arm.endswith(PLACEBO_SUFFIX):
             continue
         real_key = _with_arm(key, arm[: -len(PLACEBO_SUFFIX)])
         real = groups.get(real_key, [])
-        if real:
+        if paired(real_key, key):
             out["real_vs_placebo"].append(contrast(real_key, key))
         out["placebo_band"].append({
             "placebo": group_name(key),
