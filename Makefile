@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds honest band-width baselines keep-zone monitor keep-zone-seeds advantage-mod weak-monitor weak-monitor-seeds partial-labels routeV-keep-zone keep-baseline
+EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds honest band-width baselines keep-zone monitor keep-zone-seeds advantage-mod weak-monitor weak-monitor-seeds partial-labels routeV-keep-zone keep-baseline routeV-keep-zone-seeds
 # Under VGROUT_CPU_KERNELS=portable an evidence sweep is another draw: its own runs and report
 # (`VGROUT_CPU_KERNELS=portable make main-arms` -> runs/main-arms-portable, docs/evidence/main-arms-portable)
 KERNELS_SUFFIX := $(if $(filter portable,$(VGROUT_CPU_KERNELS)),-portable,)
@@ -61,6 +61,7 @@ sweep-demo: install
 #   partial-labels  a monitor that misses half the hacks and never errs otherwise: unflagged keep vs absorb (20 runs)
 #   routeV-keep-zone  routeV and its placebo without a keep zone, wide rout tail, both scores (45 runs)
 #   keep-baseline  the keep zone's own advantage baseline for routeA and routeV (20 runs)
+#   routeV-keep-zone-seeds  routeV without a keep zone against its placebo on fresh seeds 5-9 (15 runs)
 RUNS ?= runs
 $(EVIDENCE_SWEEPS): install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/$@.toml --backend local --jobs 2 \
