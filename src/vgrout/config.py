@@ -214,7 +214,11 @@ class TrainConfig:
     (e.g. well-paid hacks) do not make the group's clean rows look bad to the deployed block.
     Measured on the toy (docs/evidence, 5 seeds, held-out names): for oracle, keep - group is
     -0.012 [-0.017, -0.005] deployed hack and +0.023 [+0.015, +0.032] solve; for absorb a no-op (it
-    keeps no rows). The default stays `group`: the gain is small and untested on the direction arms."""
+    keeps no rows); at the default band a no-op for routeA (-0.000 [-0.010, +0.010]), whose keep zone
+    holds almost no hacks, and for routeV -0.093 [-0.135, -0.052] hack, +0.073 solve
+    (docs/evidence/keep-baseline). The default stays `group`: switching it would change every
+    published direction-arm row, and a band with no keep zone (`band_keep_q=0`, rout tail 0.45)
+    helps routeV more (-0.173 on the same seeds, docs/evidence/routeV-keep-zone)."""
     teacher_importance: str = "on_policy"
     """How teacher rows enter the clipped objective. `on_policy`: old log-probs are the current
     policy's (ratio 1, plain policy gradient on the teacher text, as the predecessor did; the
