@@ -59,7 +59,7 @@ sweep-demo: install
 #   weak-monitor  one erring monitor screening vs routing its flags (unflagged in deployed or both) (65 runs)
 #   weak-monitor-seeds  routing an erring monitor's flags (rest absorbed) vs screening them, seeds 5-9 (25 runs)
 #   partial-labels  a monitor that misses half the hacks and never errs otherwise: unflagged keep vs absorb (20 runs)
-#   routeV-keep-zone  routeV and its placebo without a keep zone, wide rout tail, both scores (45 runs)
+#   routeV-keep-zone  routeV and its placebo without a keep zone, wide rout tail, both scores (50 runs)
 #   keep-baseline  the keep zone's own advantage baseline for routeA and routeV (20 runs)
 #   routeV-keep-zone-seeds  routeV without a keep zone against its placebo on fresh seeds 5-9 (15 runs)
 RUNS ?= runs
