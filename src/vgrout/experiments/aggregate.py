@@ -271,12 +271,13 @@ def aggregate(
         "ablations": [],
         "placebo_band": [],
     }
+    seeds = {key: {int(r["seed"]) for r in rs} for key, rs in groups.items()}
     for key, rs in groups.items():
         out["groups"].append({
             "name": group_name(key),
             "display": display_name(key, defaults),
             "fields": dict(key),
-            "seeds": sorted({int(r["seed"]) for r in rs}),
+            "seeds": sorted(seeds[key]),
             "n_runs": len(rs),
             "metrics": summarize_group(rs, metrics, **kw),
         })  # fmt: skip
@@ -297,11 +298,7 @@ def aggregate(
     def paired(a_key: tuple, b_key: tuple) -> bool:
         """Both groups ran and share a seed: an automatic contrast on disjoint seeds (e.g. one
         group on seeds 0-4, the other on 5-9) has nothing to pair and is left out."""
-        if a_key not in groups or b_key not in groups:
-            return False
-        return bool(
-            {int(r["seed"]) for r in groups[a_key]} & {int(r["seed"]) for r in groups[b_key]}
-        )
+        return bool(seeds.get(a_key, set()) & seeds.get(b_key, set()))
 
     for d in declared:  # asked for by name: listed even with no seed in common (n = 0, n/a)
         a_key, b_key = group_key(d["a"], group_by), group_key(d["b"], group_by)

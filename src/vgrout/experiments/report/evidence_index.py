@@ -183,8 +183,9 @@ def evidence_index(root: Path, repo: Path | None = None) -> tuple[str, str]:
     draw_folders: dict[tuple[str, str], set] = {}
     for key, names in runs.items():
         r = dict(zip(CSV_COLUMNS, key, strict=True))
-        by_draw.setdefault(_draw(r), []).append(r)
-        draw_folders.setdefault(_draw(r), set()).update(names)
+        draw = _draw(r)
+        by_draw.setdefault(draw, []).append(r)
+        draw_folders.setdefault(draw, set()).update(names)
     largest_first = sorted(by_draw.items(), key=lambda kv: -len(kv[1]))
     draw_rows = [
         [cpu, base, len(draw_runs), ", ".join(sorted(draw_folders[(cpu, base)]))]
