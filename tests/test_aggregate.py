@@ -11,9 +11,11 @@ import pytest
 from vgrout.experiments.aggregate import (
     aggregate,
     bootstrap_ci,
+    holm_adjust,
     load_runs,
     metric_value,
     paired_difference,
+    paired_t_pvalue,
     placebo_band,
     significance_sentences,
 )
@@ -185,6 +187,61 @@ def test_significance_sentences_say_which_contrasts_hold():
     assert "below every placebo run" in band
     few = significance_sentences(aggregate(NONE[:2] + ROUTE[:2], n_resamples=500))
     assert all("not tested, 2 seeds paired, need at least 3" in x for x in few)
+
+
+def test_paired_t_pvalue_matches_the_t_distribution_by_hand():
+    # diffs 1, 2, 3: t = 2 / (1 / sqrt 3) = 2 sqrt 3 with 2 degrees of freedom, whose two-sided
+    # tail is 1 - t / sqrt(t^2 + 2) in closed form.
+    t = 2 * np.sqrt(3)
+    assert paired_t_pvalue([1.0, 2.0, 3.0]) == pytest.approx(1 - t / np.sqrt(t**2 + 2))
+    assert paired_t_pvalue([-1.0, -2.0, -3.0]) == pytest.approx(paired_t_pvalue([1.0, 2.0, 3.0]))
+    assert paired_t_pvalue([0.0, 0.0, 0.0]) == 1.0  # nothing changed
+    # a constant shift: no spread for t, so the exact sign-flip p of 3 seeds on one side, 1/4
+    assert paired_t_pvalue([0.1, 0.1, 0.1]) == 0.25
+    assert np.isnan(paired_t_pvalue([0.3]))  # one value has no spread to test against
+
+
+def test_holm_adjust_steps_down_and_stays_monotone():
+    # sorted: 0.005 x4 = 0.02, 0.01 x3 = 0.03, 0.03 x2 = 0.06, 0.04 x1 = 0.04 -> raised to 0.06
+    assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_adjust([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm_adjust([]) == []
+
+
+def test_holm_correction_spans_every_contrast_tested_on_a_metric():
+    """routeV - none is significant alone (p = 0.020), but the report also tests two arms that
+    change nothing, so Holm multiplies its p by 3 and it no longer holds; a declared contrast
+    repeating an automatic one is counted once; an untested contrast is left out of the family."""
+    noise = (0.1, -0.1, 0.0)
+    flat = [
+        run(arm, s, 0.6 + 0.1 * s + d, 0.5)
+        for arm in ("absorb", "oracle")
+        for s, d in zip((0, 1, 2), noise, strict=True)
+    ]
+    few = [run("plain", s, 0.9, 0.1) for s in (0, 1)]  # 2 seeds: not tested
+    declared = [{"a": {"arm": "routeV", "fields": {}}, "b": {"arm": "none", "fields": {}}}]
+    alone = aggregate(NONE + ROUTE, n_resamples=500)
+    (c,) = alone["vs_none"]
+    t = 4 * np.sqrt(3)  # -0.4 / (0.1 / sqrt 3)
+    hack = c["metrics"]["deployed.hack"]
+    assert hack["p"] == pytest.approx(1 - t / np.sqrt(t**2 + 2))
+    assert hack["holm_family"] == 1 and hack["significant_holm"] is True
+    agg = aggregate(NONE + ROUTE + flat + few, n_resamples=500, declared=declared)
+    hack = by_name(agg["vs_none"], "arm=routeV - arm=none")["metrics"]["deployed.hack"]
+    assert hack["significant"] is True  # the bootstrap interval still excludes 0
+    assert hack["holm_family"] == 3  # routeV, absorb, oracle vs none; declared = automatic
+    assert hack["p_holm"] == pytest.approx(3 * hack["p"])
+    assert hack["significant_holm"] is False
+    (d,) = agg["declared"]
+    assert d["metrics"]["deployed.hack"]["p_holm"] == hack["p_holm"]
+    untested = by_name(agg["vs_none"], "arm=plain - arm=none")["metrics"]["deployed.hack"]
+    assert untested["significant"] is None and untested["p_holm"] is None
+    line = next(
+        x
+        for x in significance_sentences(agg)
+        if x.startswith("routeV vs none (paired") and "deployed hack" in x
+    )
+    assert "Holm-adjusted over 3 contrasts" in line and "does not hold after correction" in line
 
 
 def test_load_runs_reads_finished_cells_of_a_sweep(tmp_path):

@@ -199,6 +199,13 @@ def test_contrasts_placebo_band_and_significance_paragraph(sweep_dir):
     row = table_row(contrasts, "absorb - none")
     assert row[1] == "2" and row[2].endswith(" ~")
     assert table_row(contrasts, "routeV - routeV_placebo")[2] == "-0.267 [-0.350, -0.200] *"
+    # 3 contrasts tested per column: routeV - none's t-test p 0.020 is x3 under Holm, no `†`
+    assert "3 contrasts in each column" in contrasts
+    paragraph = section(text, "What is significant")
+    assert (
+        "paired t-test p = 0.020, Holm-adjusted over 3 contrasts 0.061: does not hold after "
+        "correction" in paragraph
+    )
     band = section(text, "Placebo band")
     row = table_row(band, "routeV_placebo")
     assert row[2:5] == ["3", "0.400", "0.405"] and row[9] == "0.200"
@@ -402,3 +409,21 @@ def test_a_declared_contrast_is_listed_first_with_its_reason(tmp_path):
     # absorb seed 2 failed: seeds 0, 1 pair (0.10 - 0.40, 0.30 - 0.20): not tested
     row = table_row(contrasts, "routeV - absorb (a gate against none)")
     assert row[1:3] == ["2", "-0.100 [-0.300, +0.100] ~"]
+
+
+def test_contrast_cells_mark_what_holds_after_holm():
+    from vgrout.experiments.aggregate import aggregate
+    from vgrout.experiments.report.sweep_tables import contrasts_table, holm_families
+
+    def rec(arm, seed, hack):
+        s = {"hack": hack, "solve": 0.5}
+        return {"arm": arm, "seed": seed, "fields": {}, "summary": {"deployed": s, "as_trained": s}}
+
+    # routeV - none per seed -0.4, -0.3, -0.5: alone in its family, t-test p 0.020 holds
+    runs = [rec("none", s, h) for s, h in enumerate((0.5, 0.6, 0.7))]
+    runs += [rec("routeV", s, h) for s, h in enumerate((0.1, 0.3, 0.2))]
+    summary = aggregate(runs, n_resamples=500)
+    row = table_row(contrasts_table(summary), "routeV - none")
+    assert row[2] == "-0.400 [-0.500, -0.300] *†"
+    assert row[3] == "+0.000 [+0.000, +0.000]"  # solve unchanged: p = 1, no mark
+    assert holm_families(summary) == "1 contrast in each column"

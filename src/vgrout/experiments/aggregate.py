@@ -22,6 +22,12 @@ The statistics, and why:
 - A contrast is called significant only if its interval excludes 0 *and* it has at least
   `min_seeds` paired seeds: a percentile bootstrap over 1-2 seeds is a point or the two values,
   not evidence.
+- A report tests many contrasts at once, and a percentile bootstrap over 5 seeds is narrower than
+  a Student-t interval (it ignores the n/(n-1) variance factor and the t tails), so each tested
+  contrast also gets a paired t-test p-value and a Holm-adjusted one, the family being every
+  contrast tested on that metric in the aggregate (Holm 1979: controls the family-wise error rate
+  under any dependence between the tests). `significant_holm` is the stricter reading: a claim
+  that rests on a contrast without it is one a reader should want replicated on fresh seeds.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 METRICS: tuple[str, ...] = (
     "deployed.hack",
@@ -73,6 +80,38 @@ def bootstrap_ci(
     tail = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [tail, 1.0 - tail])
     return (float(lo), float(hi))
+
+
+def paired_t_pvalue(diffs: Sequence[float]) -> float:
+    """Two-sided p of a one-sample Student t-test of the mean paired difference against 0.
+
+    NaN with fewer than 2 values. Identical differences have no spread, and a t statistic would
+    be infinite: p = 1 when they are all 0 (nothing changed, e.g. a setting a group ignores); for
+    a constant non-zero shift, the exact sign-flip p 2^(1-n) (n seeds all on one side: what the
+    signs alone support), not 0."""
+    x = np.asarray([v for v in diffs if not _isnan(v)], dtype=float)
+    if x.size < 2:
+        return math.nan
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
+    if sd <= 1e-12 * max(1.0, abs(mean)):  # rounding, not spread (0.1 - 0.0 three times)
+        return 1.0 if abs(mean) <= 1e-12 else 2.0 ** (1 - x.size)
+    t = mean / (sd / math.sqrt(x.size))
+    return float(2.0 * scipy_stats.t.sf(abs(t), df=x.size - 1))
+
+
+def holm_adjust(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given): the k-th smallest p is
+    multiplied by (m - k + 1), made monotone, capped at 1. Reject at family-wise level alpha
+    where adjusted p < alpha."""
+    p = np.asarray(pvalues, dtype=float)
+    m = p.size
+    if m == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return [float(v) for v in adjusted]
 
 
 def mean_with_ci(values: Sequence[float], n_resamples: int, seed: int, level: float) -> dict:
@@ -205,7 +244,32 @@ def paired_difference(
     stats["significant"] = (
         None if len(common) < min_seeds else bool(stats["lo"] > 0 or stats["hi"] < 0)
     )
+    stats["p"] = paired_t_pvalue(diffs)
     return stats
+
+
+def apply_holm(contrasts: Iterable[dict], metrics: Sequence[str], level: float) -> None:
+    """Add `p_holm`, `holm_family` and `significant_holm` to every tested contrast's metric stats,
+    in place. One family per metric: every contrast tested on it (at least `min_seeds` paired
+    seeds), each pair of groups counted once (a declared contrast may repeat an automatic one).
+    Untested contrasts get None."""
+    contrasts = list(contrasts)
+    alpha = 1.0 - level
+    for m in metrics:
+        family: dict[tuple[str, str], list[dict]] = {}
+        for c in contrasts:
+            s = c["metrics"].get(m)
+            if s is None:
+                continue
+            if s.get("significant") is None or _isnan(s.get("p")):
+                s.update(p_holm=None, holm_family=None, significant_holm=None)
+                continue
+            family.setdefault((c["a"], c["b"]), []).append(s)
+        keys = list(family)
+        adjusted = holm_adjust([family[k][0]["p"] for k in keys])
+        for k, p_adj in zip(keys, adjusted, strict=True):
+            for s in family[k]:
+                s.update(p_holm=p_adj, holm_family=len(keys), significant_holm=bool(p_adj < alpha))
 
 
 def placebo_band(placebo_runs: Sequence[dict], real_runs: Sequence[dict], metric: str) -> dict:
@@ -329,6 +393,7 @@ def aggregate(
             "real_display": display_name(real_key, defaults) if real else None,
             "metrics": {m: placebo_band(rs, real, m) for m in metrics},
         })  # fmt: skip
+    apply_holm((c for kind, _ in CONTRAST_KINDS for c in out[kind]), metrics, level)
     return out
 
 
@@ -360,7 +425,7 @@ def significance_sentences(agg: dict, metrics: Sequence[str] = SENTENCE_METRICS)
                     if s["significant"]
                     else "not significant, the interval includes 0"
                 )
-                lines.append(f"{head} {_num(s['mean'])} {ci}: {verdict}.")
+                lines.append(f"{head} {_num(s['mean'])} {ci}: {verdict}{_holm_words(s)}.")
     for band in agg.get("placebo_band", []):
         b = band["metrics"].get("deployed.hack")
         if b is None or not b["n"] or band["real"] is None:
@@ -372,6 +437,24 @@ def significance_sentences(agg: dict, metrics: Sequence[str] = SENTENCE_METRICS)
             f"{_num(b['median'])}, max {_num(b['max'])}): {where}."
         )
     return lines
+
+
+def _holm_words(s: dict) -> str:
+    """`; paired t p = 0.004, Holm over 12: 0.048, holds after correction` (or nothing when the
+    stats predate the correction)."""
+    if s.get("p_holm") is None:
+        return ""
+    verdict = (
+        "holds after correction" if s["significant_holm"] else "does not hold after correction"
+    )
+    return (
+        f"; paired t-test p = {_p(s['p'])}, Holm-adjusted over {s['holm_family']} contrasts "
+        f"{_p(s['p_holm'])}: {verdict}"
+    )
+
+
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def band_position(b: dict) -> str:

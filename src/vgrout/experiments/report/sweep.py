@@ -51,6 +51,7 @@ from vgrout.experiments.report.sweep_tables import (
     arms_table,
     contrasts_table,
     curve_values_table,
+    holm_families,
     placebo_table,
     runs_table,
 )
@@ -216,7 +217,11 @@ def write_sweep_report(
         f"Differences A - B per seed (same seed, same other grid fields; a contrast declared "
         f"in the spec, listed first with its reason, pairs its two groups by seed only), mean "
         f"over seeds [{level}% bootstrap interval]. `*` = the interval excludes 0 with at least "
-        f"{summary.get('min_seeds')} paired seeds; `~` = not tested (fewer paired seeds).",
+        f"{summary.get('min_seeds')} paired seeds; `~` = not tested (fewer paired seeds); `†` = "
+        f"also significant after Holm's correction for every contrast tested in its column "
+        f"(paired t-test per contrast, family-wise error {100 - level}%; "
+        f"{holm_families(summary)}). A `*` without `†` is a finding to replicate on fresh seeds "
+        "before building on it.",
         "",
         contrasts_table(summary),
         "",
@@ -316,7 +321,11 @@ def significance_paragraph(summary: dict) -> str:
         )
     lead = (
         f"A comparison is called significant when its {level}% bootstrap interval over paired "
-        f"seeds excludes 0 and at least {summary.get('min_seeds')} seeds pair up."
+        f"seeds excludes 0 and at least {summary.get('min_seeds')} seeds pair up. This report "
+        "tests many comparisons, and a bootstrap over a few seeds is narrow, so each also gets a "
+        "paired t-test p-value, adjusted by Holm's method over every comparison tested on the "
+        f"same metric: it *holds after correction* when the adjusted p is under "
+        f"{(100 - level) / 100:.2f}."
     )
     return " ".join([lead, *sentences])
 

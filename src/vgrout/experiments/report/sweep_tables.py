@@ -46,7 +46,25 @@ def _contrast_cell(s: dict | None) -> str:
     if not s:
         return "n/a"
     mark = {True: " *", False: "", None: " ~"}[s.get("significant")]
+    if s.get("significant_holm"):
+        mark = (mark or " ") + "†"
     return _stat(s, signed=True) + mark
+
+
+def holm_families(summary: dict) -> str:
+    """`12 contrasts per column` (or `12 / 12 / 11 / 11` when a metric's family differs)."""
+    sizes = []
+    for m in agg.METRICS:
+        n = {
+            s.get("holm_family")
+            for kind, _ in agg.CONTRAST_KINDS
+            for c in summary.get(kind, [])
+            if (s := c["metrics"].get(m)) and s.get("holm_family")
+        }
+        sizes.append(max(n) if n else 0)
+    if len(set(sizes)) == 1:
+        return f"{sizes[0]} contrast{'' if sizes[0] == 1 else 's'} in each column"
+    return " / ".join(str(k) for k in sizes) + " contrasts in the columns from left to right"
 
 
 def contrasts_table(summary: dict) -> str:
