@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds honest band-width baselines keep-zone monitor keep-zone-seeds advantage-mod weak-monitor weak-monitor-seeds partial-labels routeV-keep-zone keep-baseline routeV-keep-zone-seeds
+EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds honest band-width baselines keep-zone monitor keep-zone-seeds advantage-mod weak-monitor weak-monitor-seeds partial-labels routeV-keep-zone keep-baseline routeV-keep-zone-seeds claims-seeds
 # Under VGROUT_CPU_KERNELS=portable an evidence sweep is another draw: its own runs and report
 # (`VGROUT_CPU_KERNELS=portable make main-arms` -> runs/main-arms-portable, docs/evidence/main-arms-portable)
 KERNELS_SUFFIX := $(if $(filter portable,$(VGROUT_CPU_KERNELS)),-portable,)
@@ -62,6 +62,7 @@ sweep-demo: install
 #   routeV-keep-zone  routeV and its placebo without a keep zone, wide rout tail, both scores (50 runs)
 #   keep-baseline  the keep zone's own advantage baseline for routeA and routeV (20 runs)
 #   routeV-keep-zone-seeds  routeV without a keep zone against its placebo on fresh seeds 5-9 (15 runs)
+#   claims-seeds  seeds 5-9 for the README's claims that fell short of Holm's correction (100 runs)
 RUNS ?= runs
 $(EVIDENCE_SWEEPS): install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/$@.toml --backend local --jobs 2 \
