@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from vgrout.experiments.report.claims import claims_page
 from vgrout.experiments.report.evidence_index import (
     ALL_RUNS_COLUMNS,
     configuration_rows,
@@ -145,3 +146,7 @@ def test_the_committed_index_is_current():
     text, table = evidence_index(root)
     assert (root / "INDEX.md").read_text() == text, "run `vgrout index docs/evidence`"
     assert (root / "all-runs.csv").read_text() == table, "run `vgrout index docs/evidence`"
+    # and CLAIMS.md: every README claim in claims.toml, re-computed from all-runs.csv
+    claims = claims_page(root, table, "docs/evidence")
+    assert claims is not None, "docs/evidence/claims.toml is missing"
+    assert (root / "CLAIMS.md").read_text() == claims, "run `vgrout index docs/evidence`"

@@ -437,7 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_report)
 
     ix = sub.add_parser(
-        "index", help="INDEX.md + all-runs.csv over every published sweep folder (docs/evidence)"
+        "index",
+        help="INDEX.md + all-runs.csv over every published sweep folder (docs/evidence); "
+        "CLAIMS.md from its claims.toml",
     )
     ix.add_argument("dir", nargs="?", default="docs/evidence")
     ix.set_defaults(func=cmd_index)

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from vgrout.experiments.aggregate import bootstrap_ci
+from vgrout.experiments.report.claims import CLAIMS_MD, claims_page
 from vgrout.experiments.report.common import format_number, markdown_table
 from vgrout.experiments.report.runs_csv import CSV_COLUMNS, RUNS_CSV
 from vgrout.runfolder import atomic_write_text
@@ -266,10 +267,16 @@ def evidence_index(root: Path, repo: Path | None = None) -> tuple[str, str]:
     return text, buf.getvalue()
 
 
-def write_evidence_index(root: Path, repo: Path | None = None) -> tuple[Path, Path]:
-    """Write ROOT/INDEX.md and ROOT/all-runs.csv (each whole); returns their paths."""
+def write_evidence_index(root: Path, repo: Path | None = None) -> tuple[Path, ...]:
+    """Write ROOT/INDEX.md, ROOT/all-runs.csv and, when ROOT/claims.toml exists, ROOT/CLAIMS.md
+    (each whole; a claims file that does not check out writes nothing); returns their paths."""
+    root = Path(root)
+    repo = repo_of(root) if repo is None else Path(repo)
     text, table = evidence_index(root, repo)
-    paths = (Path(root) / INDEX_MD, Path(root) / ALL_RUNS_CSV)
-    for path, content in zip(paths, (text, table), strict=True):
+    claims = claims_page(root, table, _shown(root, repo))  # raises before anything is written
+    out = {root / INDEX_MD: text, root / ALL_RUNS_CSV: table}
+    if claims is not None:
+        out[root / CLAIMS_MD] = claims
+    for path, content in out.items():
         atomic_write_text(path, content)
-    return paths
+    return tuple(out)
