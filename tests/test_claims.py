@@ -67,8 +67,8 @@ def test_pairs_are_made_by_draw_and_seed_and_pooled_over_draws():
     diffs = [0.2 - 0.5, 0.3 - 0.6, 0.3 - 0.4]
     assert r["n"] == 3 and r["mean"] == pytest.approx(np.mean(diffs))
     assert r["draws"] == {
-        "AVX512 6185c1": (2, pytest.approx(-0.3)),
-        "DEFAULT 481e8f": (1, pytest.approx(-0.1)),
+        "AVX512 6185c1": ("0-1", pytest.approx(-0.3)),
+        "DEFAULT 481e8f": ("0", pytest.approx(-0.1)),
     }
     # t interval: mean +- t(0.975, 2) * sd / sqrt(3), with t(0.975, 2) = 4.302653 (tables)
     half = 4.302653 * np.std(diffs, ddof=1) / np.sqrt(3)
@@ -171,7 +171,8 @@ def test_index_writes_claims_md_and_nothing_when_a_claim_fails(tmp_path):
     text = (root / "CLAIMS.md").read_text()
     assert "**1 of 1 directional claims hold after correction.**" in text
     assert (
-        "| 1 | absorb wins | absorb - none | deployed.hack | lower | 4 (AVX512 6185c1: 4," in text
+        "| 1 | absorb wins | absorb - none | deployed.hack | lower | 4 (AVX512 6185c1 seeds 0-3:"
+        in text
     )
     table = (root / "all-runs.csv").read_text()
     assert list(csv.reader(io.StringIO(table)))[0] == list(ALL_RUNS_COLUMNS)

@@ -36,7 +36,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from vgrout.experiments.aggregate import METRICS, holm_adjust, paired_t_pvalue
-from vgrout.experiments.report.common import markdown_table
+from vgrout.experiments.report.common import markdown_table, seed_ranges
 
 CLAIMS_TOML = "claims.toml"
 CLAIMS_MD = "CLAIMS.md"
@@ -160,9 +160,9 @@ def evaluate_claims(claims: Sequence[dict], runs: Sequence[dict]) -> list[dict]:
                 f"{len(common)} (draw, seed) pair(s); a paired test needs at least 2"
             )
         diffs = [a[k] - b[k] for k in common]
-        draws: dict[str, list[float]] = {}
+        draws: dict[str, list[tuple[int, float]]] = {}
         for k, d in zip(common, diffs, strict=True):
-            draws.setdefault(f"{k[0]} {k[1][:6]}", []).append(d)
+            draws.setdefault(f"{k[0]} {k[1][:6]}", []).append((k[2], d))
         lo, hi = t_interval(diffs)
         results.append({
             **c,
@@ -171,7 +171,10 @@ def evaluate_claims(claims: Sequence[dict], runs: Sequence[dict]) -> list[dict]:
             "lo": lo,
             "hi": hi,
             "p": paired_t_pvalue(diffs),
-            "draws": {k: (len(v), float(np.mean(v))) for k, v in draws.items()},
+            "draws": {
+                k: (seed_ranges(s for s, _ in v), float(np.mean([d for _, d in v])))
+                for k, v in draws.items()
+            },
         })  # fmt: skip
     directional = [r for r in results if r["direction"] != "tie"]
     for r, p_holm in zip(directional, holm_adjust([r["p"] for r in directional]), strict=True):
@@ -228,7 +231,7 @@ def claims_markdown(results: Sequence[dict], shown_root: str) -> str:
             r["verdict"],
         ])  # fmt: skip
     header = [
-        "#", "claim", "A - B", "metric", "claimed", "pairs (draws)",
+        "#", "claim", "A - B", "metric", "claimed", "pairs (draw: seeds, mean)",
         "mean [95% t interval]", "p", "Holm p", "verdict",
     ]  # fmt: skip
     return "\n".join(
@@ -256,7 +259,7 @@ def claims_markdown(results: Sequence[dict], shown_root: str) -> str:
 
 
 def _seed_words(r: dict) -> str:
-    return "; ".join(f"{d}: {n}, {m:+.3f}" for d, (n, m) in r["draws"].items())
+    return "; ".join(f"{d} seeds {seeds}: {m:+.3f}" for d, (seeds, m) in r["draws"].items())
 
 
 def _p(p: float) -> str:

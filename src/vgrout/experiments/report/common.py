@@ -33,6 +33,19 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     return "\n".join(lines)
 
 
+def seed_ranges(seeds) -> str:
+    """`0-4, 7` for {0, 1, 2, 3, 4, 7}."""
+    values = sorted({int(s) for s in seeds})
+    parts, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            parts.append(str(start) if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(parts)
+
+
 def to_number(x) -> float:
     """A logged value as a float; NaN when it is absent or not a number."""
     try:

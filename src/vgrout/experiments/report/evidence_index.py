@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vgrout.experiments.aggregate import bootstrap_ci
 from vgrout.experiments.report.claims import CLAIMS_MD, claims_page
-from vgrout.experiments.report.common import format_number, markdown_table
+from vgrout.experiments.report.common import format_number, markdown_table, seed_ranges
 from vgrout.experiments.report.runs_csv import CSV_COLUMNS, RUNS_CSV
 from vgrout.runfolder import atomic_write_text
 
@@ -64,19 +64,6 @@ def made_by(folder: Path, repo: Path) -> str:
         return f"sweep folder `{name}` (no spec of that name)"
     env = "VGROUT_CPU_KERNELS=portable " if portable else ""
     return f"`{env}make {stem}` (sweeps/{stem}.toml)"
-
-
-def seed_ranges(seeds) -> str:
-    """`0-4, 7` for {0, 1, 2, 3, 4, 7}."""
-    values = sorted({int(s) for s in seeds})
-    parts, start = [], None
-    for i, v in enumerate(values):
-        if start is None:
-            start = v
-        if i + 1 == len(values) or values[i + 1] != v + 1:
-            parts.append(str(start) if start == v else f"{start}-{v}")
-            start = None
-    return ", ".join(parts)
 
 
 def _draw(row: dict) -> tuple[str, str]:
