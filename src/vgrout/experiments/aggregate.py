@@ -38,7 +38,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as scipy_stats
+
+from vgrout.experiments.stats import bootstrap_ci, holm_adjust, isnan, paired_t_pvalue
+
+__all__ = [
+    "bootstrap_ci",
+    "holm_adjust",
+    "paired_t_pvalue",
+]  # re-exported: the statistics live in stats
 
 METRICS: tuple[str, ...] = (
     "deployed.hack",
@@ -64,58 +71,8 @@ CONTRAST_KINDS: tuple[tuple[str, str], ...] = (
 
 
 # --------------------------------------------------------------------------------- statistics
-def bootstrap_ci(
-    values: Sequence[float], n_resamples: int = 10_000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean of `values` (resampled with replacement).
-
-    A fresh generator per call (seeded by `seed` only), so an interval does not depend on which
-    other intervals were computed before it. Identical values give a point interval."""
-    x = np.asarray([v for v in values if not _isnan(v)], dtype=float)
-    if x.size == 0:
-        return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n_resamples, x.size))
-    means = x[idx].mean(axis=1)
-    tail = (1.0 - level) / 2.0
-    lo, hi = np.quantile(means, [tail, 1.0 - tail])
-    return (float(lo), float(hi))
-
-
-def paired_t_pvalue(diffs: Sequence[float]) -> float:
-    """Two-sided p of a one-sample Student t-test of the mean paired difference against 0.
-
-    NaN with fewer than 2 values. Identical differences have no spread, and a t statistic would
-    be infinite: p = 1 when they are all 0 (nothing changed, e.g. a setting a group ignores); for
-    a constant non-zero shift, the exact sign-flip p 2^(1-n) (n seeds all on one side: what the
-    signs alone support), not 0."""
-    x = np.asarray([v for v in diffs if not _isnan(v)], dtype=float)
-    if x.size < 2:
-        return math.nan
-    mean, sd = float(x.mean()), float(x.std(ddof=1))
-    if sd <= 1e-12 * max(1.0, abs(mean)):  # rounding, not spread (0.1 - 0.0 three times)
-        return 1.0 if abs(mean) <= 1e-12 else 2.0 ** (1 - x.size)
-    t = mean / (sd / math.sqrt(x.size))
-    return float(2.0 * scipy_stats.t.sf(abs(t), df=x.size - 1))
-
-
-def holm_adjust(pvalues: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (same order as given): the k-th smallest p is
-    multiplied by (m - k + 1), made monotone, capped at 1. Reject at family-wise level alpha
-    where adjusted p < alpha."""
-    p = np.asarray(pvalues, dtype=float)
-    m = p.size
-    if m == 0:
-        return []
-    order = np.argsort(p, kind="stable")
-    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
-    adjusted = np.empty(m)
-    adjusted[order] = np.maximum.accumulate(scaled)
-    return [float(v) for v in adjusted]
-
-
 def mean_with_ci(values: Sequence[float], n_resamples: int, seed: int, level: float) -> dict:
-    clean = [float(v) for v in values if not _isnan(v)]
+    clean = [float(v) for v in values if not isnan(v)]
     lo, hi = bootstrap_ci(clean, n_resamples, seed, level)
     return {
         "mean": float(np.mean(clean)) if clean else math.nan,
@@ -132,10 +89,6 @@ def metric_value(summary: dict, metric: str) -> float:
         return float(summary[state][name])
     except (KeyError, TypeError, ValueError):
         return math.nan
-
-
-def _isnan(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 # --------------------------------------------------------------------------------- grouping
@@ -187,7 +140,7 @@ def per_seed_values(runs: Sequence[dict], metric: str) -> dict[int, float]:
     by_seed: dict[int, list[float]] = {}
     for r in runs:
         v = metric_value(r["summary"], metric)
-        if not _isnan(v):
+        if not isnan(v):
             by_seed.setdefault(int(r["seed"]), []).append(v)
     return {s: float(np.mean(vs)) for s, vs in sorted(by_seed.items())}
 
@@ -261,7 +214,7 @@ def apply_holm(contrasts: Iterable[dict], metrics: Sequence[str], level: float) 
             s = c["metrics"].get(m)
             if s is None:
                 continue
-            if s.get("significant") is None or _isnan(s.get("p")):
+            if s.get("significant") is None or isnan(s.get("p")):
                 s.update(p_holm=None, holm_family=None, significant_holm=None)
                 continue
             family.setdefault((c["a"], c["b"]), []).append(s)
@@ -276,7 +229,7 @@ def placebo_band(placebo_runs: Sequence[dict], real_runs: Sequence[dict], metric
     """Spread of `metric` over every placebo run (one Haar direction each) and where the real
     arm's mean over seeds falls in it."""
     values = np.asarray(
-        [v for v in (metric_value(r["summary"], metric) for r in placebo_runs) if not _isnan(v)],
+        [v for v in (metric_value(r["summary"], metric) for r in placebo_runs) if not isnan(v)],
         dtype=float,
     )
     real = list(per_seed_values(real_runs, metric).values())
@@ -476,7 +429,7 @@ def _metric_words(metric: str) -> str:
 
 
 def _num(x: float) -> str:
-    return "nan" if _isnan(x) else f"{x:+.3f}" if x < 0 else f"{x:.3f}"
+    return "nan" if isnan(x) else f"{x:+.3f}" if x < 0 else f"{x:.3f}"
 
 
 # --------------------------------------------------------------------------------- files

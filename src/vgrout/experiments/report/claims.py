@@ -35,8 +35,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as scipy_stats
 
-from vgrout.experiments.aggregate import METRICS, holm_adjust, paired_t_pvalue
+from vgrout.experiments.aggregate import METRICS
 from vgrout.experiments.report.common import markdown_table, seed_ranges
+from vgrout.experiments.stats import holm_adjust, paired_t_pvalue
 
 CLAIMS_TOML = "claims.toml"
 CLAIMS_MD = "CLAIMS.md"

@@ -15,10 +15,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from vgrout.experiments.aggregate import bootstrap_ci
 from vgrout.experiments.report.claims import CLAIMS_MD, claims_page
 from vgrout.experiments.report.common import format_number, markdown_table, seed_ranges
 from vgrout.experiments.report.runs_csv import CSV_COLUMNS, RUNS_CSV
+from vgrout.experiments.stats import bootstrap_ci
 from vgrout.runfolder import atomic_write_text
 
 INDEX_MD = "INDEX.md"

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from vgrout.experiments.aggregate import bootstrap_ci
 from vgrout.experiments.report.common import (
     format_number,
     markdown_table,
@@ -17,6 +16,7 @@ from vgrout.experiments.report.common import (
     nanmean,
     to_number,
 )
+from vgrout.experiments.stats import bootstrap_ci
 from vgrout.runfolder import read_jsonl
 
 
