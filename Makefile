@@ -62,7 +62,7 @@ sweep-demo: install
 #   routeV-keep-zone  routeV and its placebo without a keep zone, wide rout tail, both scores (50 runs)
 #   keep-baseline  the keep zone's own advantage baseline for routeA and routeV (20 runs)
 #   routeV-keep-zone-seeds  routeV without a keep zone against its placebo on fresh seeds 5-9 (15 runs)
-#   claims-seeds  seeds 5-9 for the README's claims that fell short of Holm's correction (50 runs)
+#   claims-seeds  seeds 5-9 for the README's claims that fell short of Holm's correction (95 runs)
 RUNS ?= runs
 $(EVIDENCE_SWEEPS): install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/$@.toml --backend local --jobs 2 \
