@@ -15,10 +15,10 @@ from vgrout.experiments.report.claims import (
     evaluate_claims,
     load_claims,
     parse_configuration,
-    t_interval,
 )
 from vgrout.experiments.report.evidence_index import ALL_RUNS_COLUMNS, write_evidence_index
 from vgrout.experiments.report.runs_csv import CSV_COLUMNS
+from vgrout.experiments.stats import t_interval
 
 AVX, PORT = ("AVX512", "6185c18ccbcc"), ("DEFAULT", "481e8f63a64d")
 

@@ -39,7 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vgrout.experiments.stats import bootstrap_ci, holm_adjust, isnan, paired_t_pvalue
+from vgrout.experiments.stats import (
+    bootstrap_ci,
+    format_p,
+    holm_adjust,
+    isnan,
+    paired_t_pvalue,
+)
 
 __all__ = [
     "bootstrap_ci",
@@ -393,21 +399,17 @@ def significance_sentences(agg: dict, metrics: Sequence[str] = SENTENCE_METRICS)
 
 
 def _holm_words(s: dict) -> str:
-    """`; paired t p = 0.004, Holm over 12: 0.048, holds after correction` (or nothing when the
-    stats predate the correction)."""
+    """`; paired t-test p = 0.004, Holm-adjusted over 12 contrasts 0.048: holds after correction`
+    (or nothing for an untested contrast, or stats that predate the correction)."""
     if s.get("p_holm") is None:
         return ""
     verdict = (
         "holds after correction" if s["significant_holm"] else "does not hold after correction"
     )
     return (
-        f"; paired t-test p = {_p(s['p'])}, Holm-adjusted over {s['holm_family']} contrasts "
-        f"{_p(s['p_holm'])}: {verdict}"
+        f"; paired t-test p = {format_p(s['p'])}, Holm-adjusted over {s['holm_family']} "
+        f"contrasts {format_p(s['p_holm'])}: {verdict}"
     )
-
-
-def _p(p: float) -> str:
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def band_position(b: dict) -> str:

@@ -1,5 +1,5 @@
 """The small statistics the reports and CLAIMS.md share: a seeded percentile bootstrap of a mean,
-a paired t-test p-value, and Holm's step-down adjustment (Holm 1979)."""
+a paired t-test p-value and Student-t interval, and Holm's step-down adjustment (Holm 1979)."""
 
 from __future__ import annotations
 
@@ -62,3 +62,17 @@ def holm_adjust(pvalues: Sequence[float]) -> list[float]:
     adjusted = np.empty(m)
     adjusted[order] = np.maximum.accumulate(scaled)
     return [float(v) for v in adjusted]
+
+
+def t_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of `diffs`; NaN with fewer than 2 values."""
+    x = np.asarray(diffs, dtype=float)
+    if x.size < 2:
+        return (math.nan, math.nan)
+    half = scipy_stats.t.ppf(0.5 + level / 2, df=x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
+    return (float(x.mean() - half), float(x.mean() + half))
+
+
+def format_p(p: float) -> str:
+    """`<0.001` or `0.046`."""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"

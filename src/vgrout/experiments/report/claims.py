@@ -27,17 +27,18 @@ CLAIMS.md. Why a second reading next to each folder's report:
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from vgrout.experiments.aggregate import METRICS
 from vgrout.experiments.report.common import markdown_table, seed_ranges
-from vgrout.experiments.stats import holm_adjust, paired_t_pvalue
+from vgrout.experiments.stats import format_p, holm_adjust, paired_t_pvalue, t_interval
 
 CLAIMS_TOML = "claims.toml"
 CLAIMS_MD = "CLAIMS.md"
@@ -117,37 +118,36 @@ def load_claims(path: Path) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------- statistics
-def per_draw_seed(runs: Sequence[dict], config: tuple[str, frozenset], metric: str) -> dict:
-    """{(cpu, base, seed): value} of one configuration over the recorded draws (a seed made more
-    than once, e.g. at several commits, is averaged)."""
-    arm, overrides = config
+def by_configuration(runs: Sequence[dict]) -> dict[tuple[str, frozenset], list[dict]]:
+    """The runs of recorded draws grouped by configuration (arm, overrides), each row's overrides
+    parsed once."""
+    groups: dict[tuple[str, frozenset], list[dict]] = {}
+    for r in runs:
+        if r["cpu"] and r["base"]:
+            groups.setdefault((r["arm"], parse_overrides(r["overrides"])), []).append(r)
+    return groups
+
+
+def per_draw_seed(rows: Sequence[dict], metric: str) -> dict:
+    """{(cpu, base, seed): value} of one configuration's rows (a seed made more than once, e.g. at
+    several commits, is averaged)."""
     column = metric.replace(".", "_")
     values: dict[tuple, list[float]] = {}
-    for r in runs:
-        if not (r["cpu"] and r["base"]) or r["arm"] != arm:
-            continue
-        if parse_overrides(r["overrides"]) != overrides or r[column] in ("", None):
-            continue
-        values.setdefault((r["cpu"], r["base"], int(r["seed"])), []).append(float(r[column]))
+    for r in rows:
+        if r[column] not in ("", None):
+            values.setdefault((r["cpu"], r["base"], int(r["seed"])), []).append(float(r[column]))
     return {k: float(np.mean(v)) for k, v in values.items()}
-
-
-def t_interval(diffs: Sequence[float], level: float = 1 - ALPHA) -> tuple[float, float]:
-    x = np.asarray(diffs, dtype=float)
-    if x.size < 2:
-        return (math.nan, math.nan)
-    half = scipy_stats.t.ppf(0.5 + level / 2, df=x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
-    return (float(x.mean() - half), float(x.mean() + half))
 
 
 def evaluate_claims(claims: Sequence[dict], runs: Sequence[dict]) -> list[dict]:
     """Each claim with its pairs, mean difference, t interval, p, Holm p (directional claims,
     one family) and verdict. A claim whose configurations have no recorded-draw run, or share no
     (draw, seed), is an error naming it: the file asks for evidence that is not published."""
+    configs = by_configuration(runs)
     results = []
     for c in claims:
-        a = per_draw_seed(runs, c["a"], c["metric"])
-        b = per_draw_seed(runs, c["b"], c["metric"])
+        a = per_draw_seed(configs.get(c["a"], []), c["metric"])
+        b = per_draw_seed(configs.get(c["b"], []), c["metric"])
         for side, vals in (("a", a), ("b", b)):
             if not vals:
                 raise ValueError(
@@ -202,9 +202,6 @@ def verdict(r: dict, family: int) -> str:
 
 def claims_page(root: Path, all_runs_csv: str, shown_root: str) -> str | None:
     """CLAIMS.md's text for ROOT/claims.toml over all-runs.csv's text; None without a claims file."""
-    import csv
-    import io
-
     path = Path(root) / CLAIMS_TOML
     if not path.is_file():
         return None
@@ -218,7 +215,7 @@ def claims_markdown(results: Sequence[dict], shown_root: str) -> str:
     holding = sum(r["verdict"].startswith("**holds") for r in results)
     rows = []
     for i, r in enumerate(results, 1):
-        p_holm = "-" if r["direction"] == "tie" else _p(r["p_holm"])
+        p_holm = "-" if r["direction"] == "tie" else format_p(r["p_holm"])
         rows.append([
             i,
             r["text"],
@@ -227,7 +224,7 @@ def claims_markdown(results: Sequence[dict], shown_root: str) -> str:
             r["direction"],
             f"{r['n']} ({_seed_words(r)})",
             f"{r['mean']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]",
-            _p(r["p"]),
+            format_p(r["p"]),
             p_holm,
             r["verdict"],
         ])  # fmt: skip
@@ -261,7 +258,3 @@ def claims_markdown(results: Sequence[dict], shown_root: str) -> str:
 
 def _seed_words(r: dict) -> str:
     return "; ".join(f"{d} seeds {seeds}: {m:+.3f}" for d, (seeds, m) in r["draws"].items())
-
-
-def _p(p: float) -> str:
-    return "<0.001" if p < 0.001 else f"{p:.3f}"

@@ -52,7 +52,8 @@ def _contrast_cell(s: dict | None) -> str:
 
 
 def holm_families(summary: dict) -> str:
-    """`12 contrasts per column` (or `12 / 12 / 11 / 11` when a metric's family differs)."""
+    """`12 contrasts in each column` (or `12 / 12 / 11 / 11 contrasts ...` when a metric's Holm
+    family differs)."""
     sizes = []
     for m in agg.METRICS:
         n = {
