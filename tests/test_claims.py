@@ -184,3 +184,80 @@ def test_index_writes_claims_md_and_nothing_when_a_claim_fails(tmp_path):
     with pytest.raises(ValueError, match="no published run of oracle"):
         write_evidence_index(root)
     assert all(p.read_text() == "old" for p in paths)
+
+
+# --------------------------------------------------------------------------------- replication
+def test_made_on_reads_seed_sets_and_refuses_anything_else(tmp_path):
+    body = '[[claim]]\ntext="x"\na="absorb"\nb="none"\nmetric="deployed.hack"\ndirection="lower"\n'
+    path = tmp_path / "claims.toml"
+    path.write_text('made_on = "0-2, 7"\n' + body + body + "made_on = [0, 1]\n")
+    first, second = load_claims(path)
+    assert first["made_on"] == {0, 1, 2, 7} and second["made_on"] == {0, 1}
+    path.write_text(body)
+    assert load_claims(path)[0]["made_on"] is None
+    for bad in ('"4-0"', '"a-b"', '""', "[-1]", "[]", "3"):
+        path.write_text(f"made_on = {bad}\n" + body)
+        with pytest.raises(ValueError, match="made_on: .* is not a seed set; write it like"):
+            load_claims(path)
+    path.write_text('made_from = "0-4"\n' + body)
+    with pytest.raises(ValueError, match="unknown top-level keys \\['made_from'\\]"):
+        load_claims(path)
+
+
+def test_replication_tests_each_claim_on_the_seeds_it_was_not_made_on():
+    # seeds 0-4 (made on): a strong effect for every arm; seeds 5-9 (fresh): strong for absorb,
+    # weak for oracle, the other way (not significantly) for plain; routeA has no fresh seed, and
+    # a claim made on 0-9 none.
+    made, fresh = range(5), range(5, 10)
+    runs = [rec("none", s, 0.5) for s in range(10)]
+    for name, later in (
+        ("absorb", [-0.30, -0.31, -0.29, -0.30, -0.32]),
+        ("oracle", [-0.05, -0.01, -0.04, 0.00, -0.03]),
+        ("plain", [0.02, -0.01, 0.03, 0.04, -0.02]),
+    ):
+        runs += [rec(name, s, 0.2 + 0.01 * s) for s in made]
+        runs += [rec(name, s, 0.5 + d) for s, d in zip(fresh, later, strict=True)]
+    runs += [rec("routeA", s, 0.1) for s in made]
+    claims = [claim(a, "none") for a in ("absorb", "oracle", "plain", "routeA")]
+    claims += [claim("absorb", "none", text="restated"), claim("absorb", "none", "tie")]
+    for c in claims:
+        c["made_on"] = frozenset(made)
+    claims[4]["made_on"] = frozenset(range(10))
+    res = evaluate_claims(claims, runs)
+    reps = [r["replication"] for r in res]
+    assert reps[3] is None and reps[4] is None  # no fresh pair
+    absorb, oracle, plain, tie = reps[0], reps[1], reps[2], reps[5]
+    assert absorb["n"] == 5 and absorb["draws"] == {"AVX512 6185c1": ("5-9", pytest.approx(-0.304))}
+    assert oracle["mean"] == pytest.approx(-0.026) and plain["mean"] == pytest.approx(0.012)
+    # the pooled test still counts every seed
+    assert res[0]["n"] == 10 and res[0]["verdict"] == "**holds** after correction"
+    # Holm over the 3 directional claims re-tested, not over all 5 directional ones
+    p = [absorb["p"], oracle["p"], plain["p"]]
+    assert p[0] < 1e-4 and 0.025 < p[1] < 0.05 < p[2]  # weak but significant alone
+    assert [absorb["p_holm"], oracle["p_holm"], plain["p_holm"]] == pytest.approx(
+        [3 * p[0], 2 * p[1], p[2]], rel=1e-9, abs=0
+    )
+    assert absorb["verdict"] == "**replicated**, after correction"
+    assert oracle["verdict"] == "replicated alone (p < 0.05), not after correction for 3"
+    assert plain["verdict"] == "**opposite sign**"
+    assert tie["verdict"] == "**a difference**: the interval excludes 0"
+
+
+def test_claims_md_has_a_replication_section_only_when_claims_name_their_seeds(tmp_path):
+    root = tmp_path / "docs" / "evidence"
+    (tmp_path / "sweeps").mkdir()
+    write_published(root, [rec("none", s, 0.5) for s in range(8)]
+                    + [rec("absorb", s, 0.2 + 0.01 * (s % 3)) for s in range(8)]
+                    + [rec("oracle", s, 0.3 + 0.01 * (s % 2)) for s in range(3)])  # fmt: skip
+    body = '[[claim]]\ntext="absorb wins"\na="absorb"\nb="none"\nmetric="deployed.hack"\n'
+    body += 'direction="lower"\n'
+    other = body.replace("absorb wins", "oracle wins").replace('a="absorb"', 'a="oracle"')
+    (root / "claims.toml").write_text(body + other)
+    write_evidence_index(root)
+    assert "## Replication" not in (root / "CLAIMS.md").read_text()
+    (root / "claims.toml").write_text('made_on = "0-4"\n' + body + other)
+    write_evidence_index(root)
+    text = (root / "CLAIMS.md").read_text()
+    assert "**Of 1 directional claims re-tested, 1 keep their sign on fresh seeds, 1 with p" in text
+    assert "| 1 | absorb wins | 0-4 | 3 (AVX512 6185c1 seeds 5-7: -0.290) |" in text
+    assert "Not re-tested (no fresh pair of seeds): 2." in text

@@ -23,6 +23,12 @@ CLAIMS.md. Why a second reading next to each folder's report:
   family-wise error stays at 5% however many the README makes). A `tie` claim is not tested for a
   difference (no test proves equality): it reports its unadjusted 95% t interval, the range of
   differences the seeds leave open, and says when that interval excludes 0.
+- Replication: the pooled test counts the seeds a claim was made from, and seeds added because a
+  claim fell short are a second look, so pooling alone flatters. `made_on` (the file's default,
+  a claim may override it) names the seeds each claim was stated from; the same test on the
+  other seeds alone, corrected by Holm over the claims re-tested, is the replication: a test the
+  claim could have failed. A claim stated (or re-worded) after its later seeds came in names
+  them in its `made_on`, and has no replication.
 """
 
 from __future__ import annotations
@@ -94,13 +100,17 @@ def load_claims(path: Path) -> list[dict]:
     claims = doc.get("claim")
     if not isinstance(claims, list) or not claims:
         raise ValueError(f"{path} holds no [[claim]] table")
+    unknown = set(doc) - {"claim", "made_on"}
+    if unknown:
+        raise ValueError(f"{path} has unknown top-level keys {sorted(unknown)}")
+    made_on = parse_seeds(doc["made_on"], f"{path}, made_on") if "made_on" in doc else None
     out = []
     for i, c in enumerate(claims, 1):
         where = f"{path}, claim {i}"
         missing = [k for k in ("text", "a", "b", "metric", "direction") if k not in c]
         if missing:
             raise ValueError(f"{where} lacks {', '.join(missing)}")
-        unknown = set(c) - {"text", "a", "b", "metric", "direction"}
+        unknown = set(c) - {"text", "a", "b", "metric", "direction", "made_on"}
         if unknown:
             raise ValueError(f"{where} has unknown keys {sorted(unknown)}")
         if c["metric"] not in METRICS:
@@ -113,8 +123,31 @@ def load_claims(path: Path) -> list[dict]:
             a, b = parse_configuration(c["a"]), parse_configuration(c["b"])
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from e
-        out.append({**c, "a": a, "b": b})
+        own = parse_seeds(c["made_on"], f"{where}, made_on") if "made_on" in c else made_on
+        out.append({**c, "a": a, "b": b, "made_on": own})
     return out
+
+
+def parse_seeds(value, where: str) -> frozenset[int]:
+    """`"0-4"`, `"0-4, 7"` or `[0, 1, 2]` -> the seeds; anything else is an error naming WHERE."""
+    if isinstance(value, list) and value and all(type(v) is int and v >= 0 for v in value):
+        return frozenset(value)
+    if isinstance(value, str) and value.strip():
+        seeds: set[int] = set()
+        for part in value.split(","):
+            lo, dash, hi = part.strip().partition("-")
+            try:
+                first, last = int(lo), int(hi if dash else lo)
+            except ValueError:
+                break
+            if first < 0 or last < first:
+                break
+            seeds.update(range(first, last + 1))
+        else:
+            return frozenset(seeds)
+    raise ValueError(
+        f'{where}: {value!r} is not a seed set; write it like "0-4", "0-4, 7" or [0, 1, 2]'
+    )
 
 
 # --------------------------------------------------------------------------------- statistics
@@ -141,8 +174,10 @@ def per_draw_seed(rows: Sequence[dict], metric: str) -> dict:
 
 def evaluate_claims(claims: Sequence[dict], runs: Sequence[dict]) -> list[dict]:
     """Each claim with its pairs, mean difference, t interval, p, Holm p (directional claims,
-    one family) and verdict. A claim whose configurations have no recorded-draw run, or share no
-    (draw, seed), is an error naming it: the file asks for evidence that is not published."""
+    one family) and verdict, and, for a claim with `made_on` seeds, `replication`: the same over
+    its other seeds alone (None when fewer than 2 pairs), Holm over the claims re-tested. A claim
+    whose configurations have no recorded-draw run, or share no (draw, seed), is an error naming
+    it: the file asks for evidence that is not published."""
     configs = by_configuration(runs)
     results = []
     for c in claims:
@@ -154,35 +189,61 @@ def evaluate_claims(claims: Sequence[dict], runs: Sequence[dict]) -> list[dict]:
                     f"claim {c['text']!r}: no published run of {describe(*c[side])} in a "
                     "recorded draw (see INDEX.md's configurations; overrides must match exactly)"
                 )
-        common = sorted(set(a) & set(b))
-        if len(common) < 2:
+        diffs = {k: a[k] - b[k] for k in sorted(set(a) & set(b))}
+        if len(diffs) < 2:
             raise ValueError(
                 f"claim {c['text']!r}: {describe(*c['a'])} and {describe(*c['b'])} share "
-                f"{len(common)} (draw, seed) pair(s); a paired test needs at least 2"
+                f"{len(diffs)} (draw, seed) pair(s); a paired test needs at least 2"
             )
-        diffs = [a[k] - b[k] for k in common]
-        draws: dict[str, list[tuple[int, float]]] = {}
-        for k, d in zip(common, diffs, strict=True):
-            draws.setdefault(f"{k[0]} {k[1][:6]}", []).append((k[2], d))
-        lo, hi = t_interval(diffs)
+        made_on = c.get("made_on")
+        fresh = {k: d for k, d in diffs.items() if made_on is not None and k[2] not in made_on}
         results.append({
             **c,
-            "n": len(diffs),
-            "mean": float(np.mean(diffs)),
-            "lo": lo,
-            "hi": hi,
-            "p": paired_t_pvalue(diffs),
-            "draws": {
-                k: (seed_ranges(s for s, _ in v), float(np.mean([d for _, d in v])))
-                for k, v in draws.items()
-            },
+            **paired_test(diffs),
+            "replication": (
+                {**paired_test(fresh), "direction": c["direction"]} if len(fresh) >= 2 else None
+            ),
         })  # fmt: skip
+    _correct(results)
+    for r in results:
+        r["verdict"] = verdict(r, _family(results))
+    retested = [r["replication"] for r in results if r["replication"] is not None]
+    _correct(retested)
+    for rep in retested:
+        rep["verdict"] = replication_verdict(rep, _family(retested))
+    return results
+
+
+def paired_test(diffs: dict[tuple, float]) -> dict:
+    """n, mean, Student-t interval, two-sided p and per-draw (seeds, mean) of {(cpu, base,
+    seed): a - b}."""
+    values = list(diffs.values())
+    draws: dict[str, list[tuple[int, float]]] = {}
+    for (cpu, base, seed), d in diffs.items():
+        draws.setdefault(f"{cpu} {base[:6]}", []).append((seed, d))
+    lo, hi = t_interval(values)
+    return {
+        "n": len(values),
+        "mean": float(np.mean(values)),
+        "lo": lo,
+        "hi": hi,
+        "p": paired_t_pvalue(values),
+        "draws": {
+            k: (seed_ranges(s for s, _ in v), float(np.mean([d for _, d in v])))
+            for k, v in draws.items()
+        },
+    }
+
+
+def _correct(results: list[dict]) -> None:
+    """Holm's p over the directional ones of RESULTS (one family), in place."""
     directional = [r for r in results if r["direction"] != "tie"]
     for r, p_holm in zip(directional, holm_adjust([r["p"] for r in directional]), strict=True):
         r["p_holm"] = p_holm
-    for r in results:
-        r["verdict"] = verdict(r, len(directional))
-    return results
+
+
+def _family(results: Sequence[dict]) -> int:
+    return sum(r["direction"] != "tie" for r in results)
 
 
 def verdict(r: dict, family: int) -> str:
@@ -200,6 +261,25 @@ def verdict(r: dict, family: int) -> str:
     return "**not established**"
 
 
+def replication_verdict(r: dict, family: int) -> str:
+    """A claim on the seeds it was not made on. "Alone": p < 0.05 with the claimed sign, the usual
+    replication criterion (Open Science Collaboration 2015); "after correction": Holm over every
+    claim re-tested."""
+    if r["direction"] == "tie":
+        return verdict(r, family)
+    claimed = -1 if r["direction"] == "lower" else 1
+    same = math.copysign(1, r["mean"]) == claimed
+    if not same:
+        if r["p_holm"] < ALPHA:
+            return "**reversed**, significant after correction"
+        return "**opposite sign**" + (f", p < {ALPHA} alone" if r["p"] < ALPHA else "")
+    if r["p_holm"] < ALPHA:
+        return "**replicated**, after correction"
+    if r["p"] < ALPHA:
+        return f"replicated alone (p < {ALPHA}), not after correction for {family}"
+    return "same sign, not significant"
+
+
 def claims_page(root: Path, all_runs_csv: str, shown_root: str) -> str | None:
     """CLAIMS.md's text for ROOT/claims.toml over all-runs.csv's text; None without a claims file."""
     path = Path(root) / CLAIMS_TOML
@@ -211,22 +291,17 @@ def claims_page(root: Path, all_runs_csv: str, shown_root: str) -> str | None:
 
 # --------------------------------------------------------------------------------- the page
 def claims_markdown(results: Sequence[dict], shown_root: str) -> str:
-    n_dir = sum(r["direction"] != "tie" for r in results)
+    n_dir = _family(results)
     holding = sum(r["verdict"].startswith("**holds") for r in results)
     rows = []
     for i, r in enumerate(results, 1):
-        p_holm = "-" if r["direction"] == "tie" else format_p(r["p_holm"])
         rows.append([
             i,
             r["text"],
             f"{describe(*r['a'])} - {describe(*r['b'])}",
             r["metric"],
             r["direction"],
-            f"{r['n']} ({_seed_words(r)})",
-            f"{r['mean']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]",
-            format_p(r["p"]),
-            p_holm,
-            r["verdict"],
+            *_test_cells(r),
         ])  # fmt: skip
     header = [
         "#", "claim", "A - B", "metric", "claimed", "pairs (draw: seeds, mean)",
@@ -252,8 +327,68 @@ def claims_markdown(results: Sequence[dict], shown_root: str) -> str:
             "",
             markdown_table(header, rows),
             "",
+            *_replication_section(results),
         ]
     )
+
+
+def _test_cells(r: dict) -> list:
+    p_holm = "-" if r["direction"] == "tie" else format_p(r["p_holm"])
+    return [
+        f"{r['n']} ({_seed_words(r)})",
+        f"{r['mean']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]",
+        format_p(r["p"]),
+        p_holm,
+        r["verdict"],
+    ]
+
+
+def _replication_section(results: Sequence[dict]) -> list[str]:
+    """The claims on the seeds they were not made on; nothing when the file names no made_on."""
+    if all(r.get("made_on") is None for r in results):
+        return []
+    retested = [(i, r) for i, r in enumerate(results, 1) if r["replication"] is not None]
+    reps = [r["replication"] for _, r in retested]
+    n_dir = _family(reps)
+    after = sum(x["verdict"].startswith("**replicated") for x in reps)
+    alone = after + sum(x["verdict"].startswith("replicated alone") for x in reps)
+    same = alone + sum(x["verdict"].startswith("same sign") for x in reps)
+    ties_open = sum(x["direction"] == "tie" and x["lo"] <= 0 <= x["hi"] for x in reps)
+    not_retested = [str(i) for i, r in enumerate(results, 1) if r["replication"] is None]
+    rows = [
+        [i, r["text"], seed_ranges(r["made_on"]), *_test_cells(r["replication"])]
+        for i, r in retested
+    ]
+    header = [
+        "#", "claim", "made on seeds", "fresh pairs (draw: seeds, mean)",
+        "mean [95% t interval]", "p", "Holm p", "verdict on fresh seeds",
+    ]  # fmt: skip
+    lines = [
+        "## Replication: each claim on the seeds it was not made on",
+        "",
+        "The table above pools every seed, including those a claim was stated from, and seeds "
+        "that were added because a claim fell short (a second look that pooling alone "
+        "flatters). Here each claim is tested on the seeds it was not made on alone "
+        f"(`made_on` in `{CLAIMS_TOML}`): a test it could have failed. Same paired t-test, "
+        "two-sided; Holm's correction over the directional claims re-tested. A claim stated or "
+        "re-worded after its later seeds came in names them in `made_on` and is not re-tested.",
+        "",
+        f"**Of {n_dir} directional claims re-tested, {same} keep their sign on fresh seeds, "
+        f"{alone} with p < {ALPHA} alone (the usual replication criterion), {after} after "
+        f"Holm's correction over the {n_dir}; {n_dir - same} take the other sign.** "
+        f"{ties_open} of {len(reps) - n_dir} ties re-tested leave intervals that include 0. "
+        "Most claims have 5 fresh pairs: a t-test on 4 degrees of freedom, which Holm's "
+        "correction over many claims leaves little power.",
+        "",
+        markdown_table(header, rows),
+        "",
+    ]
+    if not_retested:
+        lines += [
+            f"Not re-tested (no fresh pair of seeds): {', '.join(not_retested)}.",
+            "",
+        ]
+    return lines
 
 
 def _seed_words(r: dict) -> str:
