@@ -12,6 +12,7 @@ import pytest
 
 from vgrout.experiments.report.claims import (
     claims_page,
+    claims_summaries,
     evaluate_claims,
     load_claims,
     parse_configuration,
@@ -32,13 +33,14 @@ def rec(arm, seed, hack, overrides="", draw=AVX, commit="a" * 40, solve=0.5):
     }  # fmt: skip
 
 
-def claim(a, b, direction="lower", metric="deployed.hack", text=None):
+def claim(a, b, direction="lower", metric="deployed.hack", text=None, made_on=None):
     return {
         "text": text or f"{a} vs {b}",
         "a": parse_configuration(a),
         "b": parse_configuration(b),
         "metric": metric,
         "direction": direction,
+        "made_on": made_on,
     }
 
 
@@ -218,12 +220,18 @@ def test_replication_tests_each_claim_on_the_seeds_it_was_not_made_on():
         runs += [rec(name, s, 0.2 + 0.01 * s) for s in made]
         runs += [rec(name, s, 0.5 + d) for s, d in zip(fresh, later, strict=True)]
     runs += [rec("routeA", s, 0.1) for s in made]
+    # equal means summed in another order: a difference of ~1e-17, neither sign
+    runs += [rec("gt_screen", s, 0.4) for s in made]
+    zero_sum = (0.1, 0.2, -0.3, 0.0, 0.0)
+    runs += [rec("gt_screen", s, 0.5 + d) for s, d in zip(fresh, zero_sum, strict=True)]
     claims = [claim(a, "none") for a in ("absorb", "oracle", "plain", "routeA")]
     claims += [claim("absorb", "none", text="restated"), claim("absorb", "none", "tie")]
     for c in claims:
         c["made_on"] = frozenset(made)
     claims[4]["made_on"] = frozenset(range(10))
+    claims.append(claim("gt_screen", "none", made_on=frozenset(made)))
     res = evaluate_claims(claims, runs)
+    assert res[6]["replication"]["verdict"] == "**no difference** (mean 0)"
     reps = [r["replication"] for r in res]
     assert reps[3] is None and reps[4] is None  # no fresh pair
     absorb, oracle, plain, tie = reps[0], reps[1], reps[2], reps[5]
@@ -231,14 +239,14 @@ def test_replication_tests_each_claim_on_the_seeds_it_was_not_made_on():
     assert oracle["mean"] == pytest.approx(-0.026) and plain["mean"] == pytest.approx(0.012)
     # the pooled test still counts every seed
     assert res[0]["n"] == 10 and res[0]["verdict"] == "**holds** after correction"
-    # Holm over the 3 directional claims re-tested, not over all 5 directional ones
+    # Holm over the 4 directional claims re-tested, not over all 6 directional ones
     p = [absorb["p"], oracle["p"], plain["p"]]
     assert p[0] < 1e-4 and 0.025 < p[1] < 0.05 < p[2]  # weak but significant alone
     assert [absorb["p_holm"], oracle["p_holm"], plain["p_holm"]] == pytest.approx(
-        [3 * p[0], 2 * p[1], p[2]], rel=1e-9, abs=0
+        [4 * p[0], 3 * p[1], 2 * p[2]], rel=1e-9, abs=0
     )
     assert absorb["verdict"] == "**replicated**, after correction"
-    assert oracle["verdict"] == "replicated alone (p < 0.05), not after correction for 3"
+    assert oracle["verdict"] == "replicated alone (p < 0.05), not after correction for 4"
     assert plain["verdict"] == "**opposite sign**"
     assert tie["verdict"] == "**a difference**: the interval excludes 0"
 
@@ -255,9 +263,14 @@ def test_claims_md_has_a_replication_section_only_when_claims_name_their_seeds(t
     (root / "claims.toml").write_text(body + other)
     write_evidence_index(root)
     assert "## Replication" not in (root / "CLAIMS.md").read_text()
+    assert claims_summaries((root / "CLAIMS.md").read_text()) == [
+        "2 of 2 directional claims hold after correction."
+    ]
     (root / "claims.toml").write_text('made_on = "0-4"\n' + body + other)
     write_evidence_index(root)
     text = (root / "CLAIMS.md").read_text()
     assert "**Of 1 directional claims re-tested, 1 keep their sign on fresh seeds, 1 with p" in text
     assert "| 1 | absorb wins | 0-4 | 3 (AVX512 6185c1 seeds 5-7: -0.290) |" in text
     assert "Not re-tested (no fresh pair of seeds): 2." in text
+    pooled, replication = claims_summaries(text)
+    assert pooled.startswith("2 of 2 directional claims hold") and replication.startswith("Of 1 ")

@@ -218,10 +218,14 @@ def cmd_report(args) -> int:
 
 
 def cmd_index(args) -> int:
+    from vgrout.experiments.report.claims import CLAIMS_MD, claims_summaries
     from vgrout.experiments.report.evidence_index import write_evidence_index
 
     for path in write_evidence_index(Path(args.dir)):
         print(path)
+        if path.name == CLAIMS_MD:
+            for line in claims_summaries(path.read_text()):
+                print(f"  {line}")
     return 0
 
 

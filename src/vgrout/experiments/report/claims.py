@@ -36,6 +36,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +51,7 @@ CLAIMS_TOML = "claims.toml"
 CLAIMS_MD = "CLAIMS.md"
 DIRECTIONS = ("lower", "higher", "tie")
 ALPHA = 0.05
+ZERO = 1e-9  # |mean difference| below this is 0 (equal rates summed in another order)
 
 
 # --------------------------------------------------------------------------------- configurations
@@ -267,6 +269,8 @@ def replication_verdict(r: dict, family: int) -> str:
     claim re-tested."""
     if r["direction"] == "tie":
         return verdict(r, family)
+    if abs(r["mean"]) < ZERO:
+        return "**no difference** (mean 0)"
     claimed = -1 if r["direction"] == "lower" else 1
     same = math.copysign(1, r["mean"]) == claimed
     if not same:
@@ -353,6 +357,7 @@ def _replication_section(results: Sequence[dict]) -> list[str]:
     after = sum(x["verdict"].startswith("**replicated") for x in reps)
     alone = after + sum(x["verdict"].startswith("replicated alone") for x in reps)
     same = alone + sum(x["verdict"].startswith("same sign") for x in reps)
+    zero = sum(x["verdict"].startswith("**no difference") for x in reps)
     ties_open = sum(x["direction"] == "tie" and x["lo"] <= 0 <= x["hi"] for x in reps)
     not_retested = [str(i) for i, r in enumerate(results, 1) if r["replication"] is None]
     rows = [
@@ -375,7 +380,9 @@ def _replication_section(results: Sequence[dict]) -> list[str]:
         "",
         f"**Of {n_dir} directional claims re-tested, {same} keep their sign on fresh seeds, "
         f"{alone} with p < {ALPHA} alone (the usual replication criterion), {after} after "
-        f"Holm's correction over the {n_dir}; {n_dir - same} take the other sign.** "
+        f"Holm's correction over the {n_dir}; {n_dir - same - zero} take the other sign"
+        + (f", {zero} with a mean difference of exactly 0" if zero else "")
+        + ".** "
         f"{ties_open} of {len(reps) - n_dir} ties re-tested leave intervals that include 0. "
         "Most claims have 5 fresh pairs: a t-test on 4 degrees of freedom, which Holm's "
         "correction over many claims leaves little power.",
@@ -389,6 +396,16 @@ def _replication_section(results: Sequence[dict]) -> list[str]:
             "",
         ]
     return lines
+
+
+def claims_summaries(text: str) -> list[str]:
+    """CLAIMS.md's bold verdict counts (pooled; replication when there is one), without the
+    asterisks: what `vgrout index` prints and the README quotes."""
+    return re.findall(
+        r"^\*\*(\d+ of \d+ directional claims hold[^*]*|Of \d+ directional claims re-tested[^*]*)\*\*",
+        text,
+        re.M,
+    )
 
 
 def _seed_words(r: dict) -> str:
