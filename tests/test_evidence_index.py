@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vgrout.experiments.report.claims import claims_page
+from vgrout.experiments.report.claims import claims_page, claims_summaries
 from vgrout.experiments.report.evidence_index import (
     ALL_RUNS_COLUMNS,
     configuration_rows,
@@ -150,3 +150,14 @@ def test_the_committed_index_is_current():
     claims = claims_page(root, table, "docs/evidence")
     assert claims is not None, "docs/evidence/claims.toml is missing"
     assert (root / "CLAIMS.md").read_text() == claims, "run `vgrout index docs/evidence`"
+
+
+def test_the_readme_quotes_claims_md_verdict_counts():
+    # The README's headline counts are CLAIMS.md's bold summary lines, word for word: when new runs
+    # move a verdict, this fails until the README says what CLAIMS.md now says.
+    claims = (REPO / "docs" / "evidence" / "CLAIMS.md").read_text()
+    readme = " ".join((REPO / "README.md").read_text().split())
+    summaries = claims_summaries(claims)
+    assert len(summaries) == 2, "CLAIMS.md lost a summary line"
+    for line in summaries:
+        assert line in readme, f"README.md does not quote CLAIMS.md's line: {line!r}"
