@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds honest band-width baselines keep-zone monitor keep-zone-seeds advantage-mod weak-monitor weak-monitor-seeds partial-labels routeV-keep-zone keep-baseline routeV-keep-zone-seeds claims-seeds retest-seeds routeA-placebo-seeds
+EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds honest band-width baselines keep-zone monitor keep-zone-seeds advantage-mod weak-monitor weak-monitor-seeds partial-labels routeV-keep-zone keep-baseline routeV-keep-zone-seeds claims-seeds retest-seeds routeA-placebo-seeds routeV-keep-tail-placebo
 # Under VGROUT_CPU_KERNELS=portable an evidence sweep is another draw: its own runs and report
 # (`VGROUT_CPU_KERNELS=portable make main-arms` -> runs/main-arms-portable, docs/evidence/main-arms-portable)
 KERNELS_SUFFIX := $(if $(filter portable,$(VGROUT_CPU_KERNELS)),-portable,)
@@ -65,6 +65,7 @@ sweep-demo: install
 #   claims-seeds  seeds 5-9 for the README's claims that fell short of Holm's correction (95 runs)
 #   retest-seeds  seeds 5-9 for every claim that had none, so each is re-tested on seeds it was not made on (60 new runs, 90 cells)
 #   routeA-placebo-seeds  routeA against its placebo at the default band on seeds 10-14, a second replication (10 runs)
+#   routeV-keep-tail-placebo  routeV's placebo in the wide band with its keep tail, the keep-zone claim's control (10 new runs)
 RUNS ?= runs
 $(EVIDENCE_SWEEPS): install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/$@.toml --backend local --jobs 2 \
