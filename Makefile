@@ -65,7 +65,7 @@ sweep-demo: install
 #   claims-seeds  seeds 5-9 for the README's claims that fell short of Holm's correction (95 runs)
 #   retest-seeds  seeds 5-9 for every claim that had none, so each is re-tested on seeds it was not made on (60 new runs, 90 cells)
 #   routeA-placebo-seeds  routeA against its placebo at the default band on seeds 10-14, a second replication (10 runs)
-#   routeV-keep-tail-placebo  routeV's placebo in the wide band with its keep tail, the keep-zone claim's control (10 new runs)
+#   routeV-keep-tail-placebo  routeV and its placebo in the wide band with and without the keep tail, the keep-zone claim's control (40 runs)
 RUNS ?= runs
 $(EVIDENCE_SWEEPS): install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/$@.toml --backend local --jobs 2 \
