@@ -96,6 +96,8 @@ def test_a_report_naming_an_unknown_sweep_and_a_foreign_column(published):
 def test_nothing_published_is_refused_and_files_are_written_whole(tmp_path, published):
     with pytest.raises(ValueError, match="holds no published sweep"):
         evidence_index(tmp_path / "sweeps")
+    with pytest.raises(ValueError, match="is not a folder: pass the evidence folder"):
+        evidence_index(tmp_path / "nowhere")
     index, table = write_evidence_index(published)
     assert index.read_text() == evidence_index(published)[0]
     assert table.read_text() == evidence_index(published)[1]

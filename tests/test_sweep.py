@@ -83,7 +83,7 @@ def test_tuple_fields_take_semicolon_separated_values():
     [
         (["seeds=0,1"], [], "unknown config field 'seeds'"),
         (["arm=routeX"], [], "arm='routeX' is invalid"),
-        (["steps=a,b"], [], "config field steps: cannot parse 'a'"),
+        (["steps=a,b"], [], "config field steps: cannot parse 'a' as int$"),
         (["seed=0,0"], [], "field 'seed' lists a value twice"),
         (["steps=1,2"], ["steps=3"], "field 'steps' is both set"),
         (["preset=toy"], [], "field 'preset' cannot be swept"),
@@ -101,6 +101,15 @@ def test_invalid_cell_names_the_cell_and_field():
         expand(spec_from_cli("smoke", ["arm=none", "placebo_seed=3"]))
     with pytest.raises(ValueError, match="unknown preset"):
         spec_from_cli("nope", ["seed=0"])
+
+
+def test_a_missing_or_malformed_spec_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"sweep spec .*nope\.toml not found"):
+        spec_from_cli(spec_file=tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('preset = "smoke"\n[[grids]\n')
+    with pytest.raises(ValueError, match=r"bad\.toml is not a valid sweep spec"):
+        spec_from_cli(spec_file=bad)
 
 
 def test_spec_file_joins_several_grids(tmp_path):

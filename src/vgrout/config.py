@@ -439,4 +439,5 @@ def parse_value(text: str, hint, name: str):
             return json.loads(text)
         return text
     except ValueError as e:
-        raise ValueError(f"config field {name}: cannot parse {text!r} as {hint}") from e
+        kind = hint.__name__ if isinstance(hint, type) else str(hint)  # `float`, not <class ...>
+        raise ValueError(f"config field {name}: cannot parse {text!r} as {kind}") from e

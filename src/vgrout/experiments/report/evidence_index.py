@@ -136,6 +136,8 @@ def evidence_index(root: Path, repo: Path | None = None) -> tuple[str, str]:
     """(INDEX.md text, all-runs.csv text) over the published folders under `root`; spec files are
     looked up in `repo` (default: the checkout holding `root`)."""
     root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder: pass the evidence folder, e.g. docs/evidence")
     repo = repo_of(root) if repo is None else Path(repo)
     folders = published_folders(root)
     if not folders:

@@ -273,8 +273,16 @@ def spec_from_cli(
 
 def load_spec_file(path: Path) -> dict:
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"sweep spec {path} not found: pass a .toml (or .json) spec file, e.g. "
+            "sweeps/main-arms.toml"
+        )
     text = path.read_text()
-    data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except ValueError as e:  # TOMLDecodeError and JSONDecodeError both are
+        raise ValueError(f"{path} is not a valid sweep spec: {e}") from e
     unknown = sorted(set(data) - {"preset", "set", "grid", "grids", "contrasts"})
     if unknown:
         raise ValueError(
