@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vgrout.cli import main
+from vgrout.experiments.report.sweep_tables import arms_table
 from vgrout.experiments.sweep import arm_label, run_sweep, spec_from_cli
 from vgrout.runfolder import RunFolder
 
@@ -140,6 +141,20 @@ def test_arms_table_is_the_mean_over_seeds_with_intervals(sweep_dir, capsys):
     printed = capsys.readouterr().out
     assert table_row(printed, "routeV") == table_row(arms, "routeV")
     assert "report:" in printed
+
+
+def test_arms_table_prints_a_dash_for_a_field_the_arm_does_not_read():
+    summary = {"group_by": ["arm", "band_tail_q", "monitor_accuracy"], "groups": []}
+    groups = {
+        name: {"arm": arm, "fields": {"band_tail_q": tail, "monitor_accuracy": acc},
+               "cells": 1, "finished": 0}
+        for name, arm, tail, acc in (("a", "routeV_placebo", 0.45, 1.0),
+                                     ("b", "gt_screen", 0.1, 0.8), ("c", "absorb", 0.1, 1.0))
+    }  # fmt: skip
+    table = arms_table(summary, groups)
+    assert table_row(table, "routeV_placebo")[1:4] == ["0.45", "-", "0"]
+    assert table_row(table, "gt_screen")[1:3] == ["-", "0.8"]
+    assert table_row(table, "absorb")[1:3] == ["-", "-"]
 
 
 def test_failed_cell_is_listed_and_left_out(sweep_dir):

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from vgrout.config import TrainConfig
+from vgrout.config import ARMS, TrainConfig, reads_field
 from vgrout.experiments.report import write_report
 from vgrout.presets import load_preset
 from vgrout.rl.advantages import apply_monitor, assign_advantages
@@ -96,6 +96,25 @@ def test_monitor_fields_are_refused_where_no_monitor_is_read():
     with pytest.raises(ValueError, match="unflagged_zone='absorb' is invalid: only label arms"):
         TrainConfig(arm="gt_screen", unflagged_zone="absorb").validate()
     TrainConfig(arm="oracle_recall", monitor_accuracy=0.8, unflagged_zone="absorb").validate()
+
+
+def test_reads_field_agrees_with_the_fields_validate_refuses():
+    """`reads_field` (reports print "-" for a field an arm does not read) says no exactly where
+    validate refuses a changed value, and names the band and gate fields of the scoring arms."""
+    for arm in ARMS:
+        for name, value in (("monitor_accuracy", 0.8), ("unflagged_zone", "absorb"),
+                            ("placebo_seed", 3)):  # fmt: skip
+            try:
+                TrainConfig(arm=arm, **{name: value}).validate()
+                accepted = True
+            except ValueError:
+                accepted = False
+            assert accepted == reads_field(arm, name), (arm, name)
+    assert reads_field("routeV", "band_tail_q") and not reads_field("absorb", "band_tail_q")
+    # advantage_mod scores rollouts (gate_score) but routes nothing (no band)
+    assert reads_field("advantage_mod", "gate_score")
+    assert not reads_field("advantage_mod", "band_keep_q")
+    assert reads_field("gt_screen", "lr") and reads_field("none", "modes")
 
 
 def test_keep_zone_trains_in_the_deployed_state():

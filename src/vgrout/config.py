@@ -49,6 +49,25 @@ CHOICES = {  # fields that take one of a few names (checked by `validate`)
     "unflagged_zone": ("keep", "absorb"),
 }
 MONITOR_ARMS = ("gt_penalty", "gt_screen", *LABEL_ARMS)  # arms that read a (noisy) hack monitor
+SCORING_ARMS = (*DIRECTION_ARMS, "advantage_mod")  # arms that score rollouts against a direction
+ARM_FIELDS = {  # fields only some arms read (every other field is read by every arm)
+    **dict.fromkeys(("band", "band_tail_q", "band_keep_q", "band_halflife", "band_warmup"), DIRECTION_ARMS),
+    **dict.fromkeys(
+        ("band_buffer", "gate_score", "refresh_every", "probe_tokens", "pairs", "placebo_seed"),
+        SCORING_ARMS,
+    ),
+    **dict.fromkeys(("advantage_mod_kind", "advantage_mod_coef"), ("advantage_mod",)),
+    **dict.fromkeys(("monitor_accuracy", "monitor_labels"), MONITOR_ARMS),
+    "unflagged_zone": LABEL_ARMS,
+    "recall": ("oracle_recall",),
+    "penalty": ("gt_penalty",),
+    "inoculation_prompt": ("inoculation",),
+}  # fmt: skip
+
+
+def reads_field(arm: str, name: str) -> bool:
+    """Whether runs of ARM read config field NAME (reports print "-" where they do not)."""
+    return arm in ARM_FIELDS.get(name, (arm,))
 
 
 ABSENT_MEANS = {"share_prompt_forward": False, "probe_tokens": "all"}
@@ -378,7 +397,7 @@ class TrainConfig:
     @property
     def scores_rollouts(self) -> bool:
         """Arms that score rollouts against a hack direction."""
-        return self.arm in DIRECTION_ARMS or self.arm == "advantage_mod"
+        return self.arm in SCORING_ARMS
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vgrout.config import reads_field
 from vgrout.experiments import aggregate as agg
 from vgrout.experiments import sweep
 from vgrout.experiments.report.common import format_number, markdown_table, missing, run_summary
@@ -25,15 +26,24 @@ def _stat(s: dict | None, signed: bool = False) -> str:
 
 
 def arms_table(summary: dict, groups: dict[str, dict]) -> str:
-    """A row per group in grid order: fields, n seeds, the four rates (mean [95% CI]), cells."""
+    """A row per group in grid order: fields ("-" where the arm does not read one, e.g. a band for
+    absorb), n seeds, the four rates (mean [95% CI]), cells."""
     group_by = summary["group_by"][1:]
     stats = {g["name"]: g for g in summary["groups"]}
+    config_arm = {
+        name: over["arm"] for name, over in sweep.derived_arms().items()
+    }  # routeV_placebo
     rows = []
     for name, info in groups.items():
         g = stats.get(name)
         metrics = g["metrics"] if g else {}
+        arm = config_arm.get(info["arm"], info["arm"])
         rows.append([
-            info["arm"], *(agg.format_value(info["fields"][f]) for f in group_by),
+            info["arm"],
+            *(
+                agg.format_value(info["fields"][f]) if reads_field(arm, f) else "-"
+                for f in group_by
+            ),
             len(g["seeds"]) if g else 0,
             *(_stat(metrics.get(m)) for m in agg.METRICS),
             f"{info['finished']}/{info['cells']}",
