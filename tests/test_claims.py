@@ -201,6 +201,18 @@ def test_made_on_reads_seed_sets_and_refuses_anything_else(tmp_path):
         path.write_text(f"made_on = {bad}\n" + body)
         with pytest.raises(ValueError, match="made_on: .* is not a seed set; write it like"):
             load_claims(path)
+    path.write_text('made_on = { "AVX512 6185c1" = "0-4", "DEFAULT 481e8f" = [1] }\n' + body)
+    assert load_claims(path)[0]["made_on"] == {
+        "AVX512 6185c1": {0, 1, 2, 3, 4},
+        "DEFAULT 481e8f": {1},
+    }
+    for bad, match in (
+        ("{}", "an empty table"),
+        ('{ "AVX512 6185c1" = "x" }', "6185c1: 'x' is not"),
+    ):
+        path.write_text(f"made_on = {bad}\n" + body)
+        with pytest.raises(ValueError, match=match):
+            load_claims(path)
     path.write_text('made_from = "0-4"\n' + body)
     with pytest.raises(ValueError, match="unknown top-level keys \\['made_from'\\]"):
         load_claims(path)
@@ -249,6 +261,23 @@ def test_replication_tests_each_claim_on_the_seeds_it_was_not_made_on():
     assert oracle["verdict"] == "replicated alone (p < 0.05), not after correction for 4"
     assert plain["verdict"] == "**opposite sign**"
     assert tie["verdict"] == "**a difference**: the interval excludes 0"
+
+
+def test_made_on_per_draw_leaves_another_draws_same_seeds_fresh():
+    """A claim read from seeds 0-4 of one draw: the same seeds of a draw run later are fresh
+    pairs; a seed set (every draw) would count them as made on."""
+    runs = [rec("none", s, 0.5, draw=d) for s in range(10) for d in (AVX, PORT)]
+    runs += [rec("absorb", s, 0.2 + 0.01 * (s % 3), draw=d) for s in range(10) for d in (AVX, PORT)]
+    per_draw, every = claim("absorb", "none"), claim("absorb", "none")
+    per_draw["made_on"] = {"AVX512 6185c1": frozenset(range(5))}
+    every["made_on"] = frozenset(range(5))
+    a, b = (r["replication"] for r in evaluate_claims([per_draw, every], runs))
+    assert a["n"] == 15 and set(a["draws"]) == {"AVX512 6185c1", "DEFAULT 481e8f"}
+    assert a["draws"]["DEFAULT 481e8f"][0] == "0-9" and a["draws"]["AVX512 6185c1"][0] == "5-9"
+    assert b["n"] == 10 and b["draws"]["DEFAULT 481e8f"][0] == "5-9"
+    per_draw["made_on"] = {"AVX2 9f167d": frozenset(range(5))}  # a draw none of its pairs is on
+    with pytest.raises(ValueError, match=r"made_on names draw\(s\) \['AVX2 9f167d'\] that none"):
+        evaluate_claims([per_draw], runs)
 
 
 def test_claims_md_has_a_replication_section_only_when_claims_name_their_seeds(tmp_path):

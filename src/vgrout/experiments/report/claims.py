@@ -28,7 +28,9 @@ CLAIMS.md. Why a second reading next to each folder's report:
   a claim may override it) names the seeds each claim was stated from; the same test on the
   other seeds alone, corrected by Holm over the claims re-tested, is the replication: a test the
   claim could have failed. A claim stated (or re-worded) after its later seeds came in names
-  them in its `made_on`, and has no replication.
+  them in its `made_on`, and has no replication. A seed set counts on every draw; a table
+  (`{ "AVX512 6185c1" = "0-4" }`, draws as CLAIMS.md names them) names the seeds of each draw a
+  claim was read from, so another draw's runs of the same seeds, made later, are fresh.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def load_claims(path: Path) -> list[dict]:
     unknown = set(doc) - {"claim", "made_on"}
     if unknown:
         raise ValueError(f"{path} has unknown top-level keys {sorted(unknown)}")
-    made_on = parse_seeds(doc["made_on"], f"{path}, made_on") if "made_on" in doc else None
+    made_on = parse_made_on(doc["made_on"], f"{path}, made_on") if "made_on" in doc else None
     out = []
     for i, c in enumerate(claims, 1):
         where = f"{path}, claim {i}"
@@ -125,9 +127,38 @@ def load_claims(path: Path) -> list[dict]:
             a, b = parse_configuration(c["a"]), parse_configuration(c["b"])
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from e
-        own = parse_seeds(c["made_on"], f"{where}, made_on") if "made_on" in c else made_on
+        own = parse_made_on(c["made_on"], f"{where}, made_on") if "made_on" in c else made_on
         out.append({**c, "a": a, "b": b, "made_on": own})
     return out
+
+
+def parse_made_on(value, where: str) -> frozenset[int] | dict[str, frozenset[int]]:
+    """A seed set (every draw), or a table {draw: seed set} of the draws a claim was read from."""
+    if isinstance(value, dict):
+        if not value:
+            raise ValueError(
+                f'{where}: an empty table; name draws like {{ "AVX512 6185c1" = "0-4" }}'
+            )
+        return {str(k): parse_seeds(v, f"{where}, {k}") for k, v in value.items()}
+    return parse_seeds(value, where)
+
+
+def _made_on_draw(made_on, draw: str) -> frozenset[int]:
+    """The seeds of DRAW a claim was made on (none when made_on is None or a table without it)."""
+    if made_on is None:
+        return frozenset()
+    return made_on.get(draw, frozenset()) if isinstance(made_on, dict) else made_on
+
+
+def made_on_words(made_on) -> str:
+    if isinstance(made_on, dict):
+        return "; ".join(f"{draw}: {seed_ranges(s)}" for draw, s in made_on.items())
+    return seed_ranges(made_on)
+
+
+def _draw(cpu: str, base: str) -> str:
+    """A draw as CLAIMS.md names it: CPU kernels and the toy base's first 6 hex digits."""
+    return f"{cpu} {base[:6]}"
 
 
 def parse_seeds(value, where: str) -> frozenset[int]:
@@ -198,7 +229,19 @@ def evaluate_claims(claims: Sequence[dict], runs: Sequence[dict]) -> list[dict]:
                 f"{len(diffs)} (draw, seed) pair(s); a paired test needs at least 2"
             )
         made_on = c.get("made_on")
-        fresh = {k: d for k, d in diffs.items() if made_on is not None and k[2] not in made_on}
+        if isinstance(made_on, dict):
+            unknown = set(made_on) - {_draw(cpu, base) for cpu, base, _ in diffs}
+            if unknown:
+                raise ValueError(
+                    f"claim {c['text']!r}: made_on names draw(s) {sorted(unknown)} that none of "
+                    f"its pairs is on; its draws: "
+                    f"{', '.join(sorted({_draw(cpu, base) for cpu, base, _ in diffs}))}"
+                )
+        fresh = {
+            k: d
+            for k, d in diffs.items()
+            if made_on is not None and k[2] not in _made_on_draw(made_on, _draw(k[0], k[1]))
+        }
         results.append({
             **c,
             **paired_test(diffs),
@@ -222,7 +265,7 @@ def paired_test(diffs: dict[tuple, float]) -> dict:
     values = list(diffs.values())
     draws: dict[str, list[tuple[int, float]]] = {}
     for (cpu, base, seed), d in diffs.items():
-        draws.setdefault(f"{cpu} {base[:6]}", []).append((seed, d))
+        draws.setdefault(_draw(cpu, base), []).append((seed, d))
     lo, hi = t_interval(values)
     return {
         "n": len(values),
@@ -360,8 +403,9 @@ def _replication_section(results: Sequence[dict]) -> list[str]:
     zero = sum(x["verdict"].startswith("**no difference") for x in reps)
     ties_open = sum(x["direction"] == "tie" and x["lo"] <= 0 <= x["hi"] for x in reps)
     not_retested = [str(i) for i, r in enumerate(results, 1) if r["replication"] is None]
+    few = sum(x["n"] <= 5 for x in reps)
     rows = [
-        [i, r["text"], seed_ranges(r["made_on"]), *_test_cells(r["replication"])]
+        [i, r["text"], made_on_words(r["made_on"]), *_test_cells(r["replication"])]
         for i, r in retested
     ]
     header = [
@@ -384,8 +428,8 @@ def _replication_section(results: Sequence[dict]) -> list[str]:
         + (f", {zero} with a mean difference of exactly 0" if zero else "")
         + ".** "
         f"{ties_open} of {len(reps) - n_dir} ties re-tested leave intervals that include 0. "
-        "Most claims have 5 fresh pairs: a t-test on 4 degrees of freedom, which Holm's "
-        "correction over many claims leaves little power.",
+        f"{few} of the {len(reps)} claims re-tested have 5 fresh pairs or fewer: a t-test on 4 "
+        "degrees of freedom, which Holm's correction over many claims leaves little power.",
         "",
         markdown_table(header, rows),
         "",
