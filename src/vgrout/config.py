@@ -366,10 +366,10 @@ class TrainConfig:
                 raise bad(name, f"only the arms {', '.join(MONITOR_ARMS)} read a monitor")
         if self.unflagged_zone != "keep" and self.arm not in LABEL_ARMS:
             raise bad("unflagged_zone", f"only label arms ({', '.join(LABEL_ARMS)}) flag rollouts")
-        if self.placebo_seed >= 0 and self.arm not in (*DIRECTION_ARMS, "advantage_mod"):
+        if self.placebo_seed >= 0 and self.arm not in SCORING_ARMS:
             raise bad(
                 "placebo_seed",
-                f"only meaningful with a direction arm ({', '.join(DIRECTION_ARMS)}, advantage_mod)",
+                f"only meaningful with a direction arm ({', '.join(SCORING_ARMS)})",
             )
         from vgrout.env.inoculation import INOCULATION_PROMPTS
 

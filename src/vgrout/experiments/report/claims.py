@@ -144,9 +144,7 @@ def parse_made_on(value, where: str) -> frozenset[int] | dict[str, frozenset[int
 
 
 def _made_on_draw(made_on, draw: str) -> frozenset[int]:
-    """The seeds of DRAW a claim was made on (none when made_on is None or a table without it)."""
-    if made_on is None:
-        return frozenset()
+    """The seeds of DRAW a claim was made on (none for a table that does not name it)."""
     return made_on.get(draw, frozenset()) if isinstance(made_on, dict) else made_on
 
 
@@ -229,14 +227,12 @@ def evaluate_claims(claims: Sequence[dict], runs: Sequence[dict]) -> list[dict]:
                 f"{len(diffs)} (draw, seed) pair(s); a paired test needs at least 2"
             )
         made_on = c.get("made_on")
-        if isinstance(made_on, dict):
-            unknown = set(made_on) - {_draw(cpu, base) for cpu, base, _ in diffs}
-            if unknown:
-                raise ValueError(
-                    f"claim {c['text']!r}: made_on names draw(s) {sorted(unknown)} that none of "
-                    f"its pairs is on; its draws: "
-                    f"{', '.join(sorted({_draw(cpu, base) for cpu, base, _ in diffs}))}"
-                )
+        draws = {_draw(cpu, base) for cpu, base, _ in diffs}
+        if isinstance(made_on, dict) and set(made_on) - draws:
+            raise ValueError(
+                f"claim {c['text']!r}: made_on names draw(s) {sorted(set(made_on) - draws)} "
+                f"that none of its pairs is on; its draws: {', '.join(sorted(draws))}"
+            )
         fresh = {
             k: d
             for k, d in diffs.items()
