@@ -70,7 +70,7 @@ sweep-demo: install
 #   baselines-seeds  routeA's best band, screening, the advantage penalty and the honest grader on fresh seeds 10-14 (20 new runs, 35 cells)
 #   routeA-wide-seeds  routeA and its placebo in the wide band (rout tail 0.45) on fresh seeds 10-14 (10 new runs, 15 cells)
 #   claims-ten-pairs  seeds 10-14 for the nine claims that replicated on seeds 5-9 alone but not after Holm's correction (45 new runs, 65 cells)
-#   claims-five-pairs  seeds 10-14 for ten claims re-tested on only five fresh pairs (40 new runs, 60 cells)
+#   claims-five-pairs  seeds 10-14 for the 13 claims re-tested on only five fresh pairs (65 new runs, 85 cells)
 RUNS ?= runs
 $(EVIDENCE_SWEEPS): install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/$@.toml --backend local --jobs 2 \
