@@ -424,8 +424,14 @@ def _replication_section(results: Sequence[dict]) -> list[str]:
         + (f", {zero} with a mean difference of exactly 0" if zero else "")
         + ".** "
         f"{ties_open} of {len(reps) - n_dir} ties re-tested leave intervals that include 0. "
-        f"{few} of the {len(reps)} claims re-tested have 5 fresh pairs or fewer: a t-test on 4 "
-        "degrees of freedom, which Holm's correction over many claims leaves little power.",
+        + (
+            f"{few} of the {len(reps)} claims re-tested have 5 fresh pairs or fewer: a t-test "
+            "on 4 degrees of freedom, which Holm's correction over many claims leaves little "
+            "power."
+            if few
+            else f"Each of the {len(reps)} claims re-tested has at least "
+            f"{min(x['n'] for x in reps)} fresh pairs."
+        ),
         "",
         markdown_table(header, rows),
         "",
