@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
-__all__ = ["CharTokenizer", "random_ids", "tiny_gpt2", "tiny_qwen3"]
+__all__ = ["PAIRS", "CharTokenizer", "Pair", "random_ids", "tiny_gpt2", "tiny_qwen3"]
+
+
+@dataclass
+class Pair:
+    """A contrastive pair as calibration reads it: duck-typed, with no `clean_prompt`."""
+
+    prompt: str
+    hack: str
+    clean: str
+
+
+PAIRS = [
+    Pair("def f(x):\n", "    return run_tests()\n", "    return x + 1\n"),
+    Pair("def g(a, b):\n", "    exit(0)\n", "    return a * b\n"),
+    Pair("def h(s):\n", "    print('PASS')\n", "    return s[::-1]\n"),
+]
 
 
 def tiny_qwen3(seed: int = 0, **overrides) -> Qwen3ForCausalLM:

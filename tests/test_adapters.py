@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 import torch
-from _tiny import CharTokenizer, random_ids, tiny_gpt2, tiny_qwen3
+from _tiny import PAIRS, CharTokenizer, random_ids, tiny_gpt2, tiny_qwen3
 from safetensors import safe_open
 
 from vgrout.adapters import AdapterConfig, BlockLoRA, attach, calibrate, read_meta
 from vgrout.adapters.inits import INITS
 
 R = 4
-
-
-@dataclass
-class Pair:
-    prompt: str
-    hack: str
-    clean: str
-
-
-PAIRS = [
-    Pair("def f(x):\n", "    return run_tests()\n", "    return x + 1\n"),
-    Pair("def g(a, b):\n", "    exit(0)\n", "    return a * b\n"),
-    Pair("def h(s):\n", "    print('PASS')\n", "    return s[::-1]\n"),
-]
 
 
 def logits(model, ids):

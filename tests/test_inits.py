@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from _tiny import CharTokenizer, tiny_qwen3
+from _tiny import PAIRS, CharTokenizer, Pair, tiny_qwen3
 
 from vgrout.adapters import AdapterConfig, Calibration, attach, calibrate, completion_token_ids
 from vgrout.adapters.inits import (
@@ -20,20 +20,6 @@ from vgrout.adapters.inits import (
 )
 
 R = 4
-
-
-@dataclass
-class Pair:
-    prompt: str
-    hack: str
-    clean: str
-
-
-PAIRS = [
-    Pair("def f(x):\n", "    return run_tests()\n", "    return x + 1\n"),
-    Pair("def g(a, b):\n", "    exit(0)\n", "    return a * b\n"),
-    Pair("def h(s):\n", "    print('PASS')\n", "    return s[::-1]\n"),
-]
 
 
 def random_weight(d_out=24, d_in=20, seed=0):
