@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds honest band-width baselines keep-zone monitor keep-zone-seeds advantage-mod weak-monitor weak-monitor-seeds partial-labels routeV-keep-zone keep-baseline routeV-keep-zone-seeds claims-seeds retest-seeds routeA-placebo-seeds routeV-keep-tail-placebo main-arms-seeds baselines-seeds routeA-wide-seeds claims-ten-pairs claims-five-pairs claims-unretested
+EVIDENCE_SWEEPS := main-arms routeA probe-tokens gate-score ablations capacity seeds honest band-width baselines keep-zone monitor keep-zone-seeds advantage-mod weak-monitor weak-monitor-seeds partial-labels routeV-keep-zone keep-baseline routeV-keep-zone-seeds claims-seeds retest-seeds routeA-placebo-seeds routeV-keep-tail-placebo main-arms-seeds baselines-seeds routeA-wide-seeds claims-ten-pairs claims-five-pairs claims-unretested claims-unretested-seeds
 # Under VGROUT_CPU_KERNELS=portable an evidence sweep is another draw: its own runs and report
 # (`VGROUT_CPU_KERNELS=portable make main-arms` -> runs/main-arms-portable, docs/evidence/main-arms-portable)
 KERNELS_SUFFIX := $(if $(filter portable,$(VGROUT_CPU_KERNELS)),-portable,)
@@ -72,6 +72,7 @@ sweep-demo: install
 #   claims-ten-pairs  seeds 10-14 for the nine claims that replicated on seeds 5-9 alone but not after Holm's correction (45 new runs, 65 cells)
 #   claims-five-pairs  seeds 10-14 for the 13 claims re-tested on only five fresh pairs (65 new runs, 85 cells)
 #   claims-unretested  seeds 10-14 for the three claims with no fresh seeds (22, 23, 32; 20 new runs, 30 cells)
+#   claims-unretested-seeds  seeds 15-19 for the same three claims, ten fresh pairs each (25 runs)
 RUNS ?= runs
 $(EVIDENCE_SWEEPS): install
 	status=0; $(BIN)/vgrout sweep --spec sweeps/$@.toml --backend local --jobs 2 \
