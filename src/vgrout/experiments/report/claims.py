@@ -400,6 +400,16 @@ def _replication_section(results: Sequence[dict]) -> list[str]:
     ties_open = sum(x["direction"] == "tie" and x["lo"] <= 0 <= x["hi"] for x in reps)
     not_retested = [str(i) for i, r in enumerate(results, 1) if r["replication"] is None]
     few = sum(x["n"] <= 5 for x in reps)
+    if few:
+        pairs = (
+            f"{few} of the {len(reps)} claims re-tested have 5 fresh pairs or fewer: a t-test "
+            "on 4 degrees of freedom, which Holm's correction over many claims leaves little power."
+        )
+    elif reps:
+        fewest = min(x["n"] for x in reps)
+        pairs = f"Each of the {len(reps)} claims re-tested has at least {fewest} fresh pairs."
+    else:
+        pairs = "No claim has a fresh pair of seeds yet."
     rows = [
         [i, r["text"], made_on_words(r["made_on"]), *_test_cells(r["replication"])]
         for i, r in retested
@@ -424,14 +434,7 @@ def _replication_section(results: Sequence[dict]) -> list[str]:
         + (f", {zero} with a mean difference of exactly 0" if zero else "")
         + ".** "
         f"{ties_open} of {len(reps) - n_dir} ties re-tested leave intervals that include 0. "
-        + (
-            f"{few} of the {len(reps)} claims re-tested have 5 fresh pairs or fewer: a t-test "
-            "on 4 degrees of freedom, which Holm's correction over many claims leaves little "
-            "power."
-            if few
-            else f"Each of the {len(reps)} claims re-tested has at least "
-            f"{min(x['n'] for x in reps)} fresh pairs."
-        ),
+        + pairs,
         "",
         markdown_table(header, rows),
         "",
